@@ -1,0 +1,171 @@
+"""``digitcam``: the one command line entry point, for the daemon, one-shot reads and the trainer.
+
+Device subcommands import only device code. Trainer subcommands (data, train, export, eval) import
+their modules lazily, so a Pi without TensorFlow still has a working ``digitcam``. Any DigitcamError
+ends the program with its one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from device import __version__
+from device.errors import DigitcamError, TrainerMissing
+
+log = logging.getLogger("digitcam")
+
+REPO_MODEL = Path(__file__).resolve().parent.parent / "models" / "digitcam.tflite"
+EXIT_USAGE = 2
+
+
+def default_model() -> Path:
+    """--model, else $DIGITCAM_MODEL, else the bundled default model."""
+    env = os.environ.get("DIGITCAM_MODEL")
+    if env:
+        return Path(env)
+    try:
+        from digitcam_models import MODEL_PATH  # the default model as installed from the wheel
+
+        return Path(MODEL_PATH)
+    except ImportError:
+        return REPO_MODEL
+
+
+def _trainer(module: str, function: str = "main", needs_tf: bool = True):
+    """Import a trainer entry lazily; without TensorFlow, say which extra to install."""
+
+    def run(args):
+        if needs_tf:
+            try:
+                import tensorflow  # noqa: F401
+            except ImportError:
+                raise TrainerMissing("this command needs TensorFlow: install digitcam[train]") from None
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            raise TrainerMissing(f"this command needs the trainer: install digitcam[train] ({exc})") from None
+        return getattr(mod, function)(args)
+
+    return run
+
+
+def _device(module: str, function: str = "main"):
+    def run(args):
+        return getattr(importlib.import_module(module), function)(args)
+
+    return run
+
+
+def cmd_read(args) -> int:
+    from device.oneshot import read_images
+    from device.recognize import Recognizer
+
+    recognizer = Recognizer(args.model or default_model(), threads=args.threads, runtime=args.runtime)
+    locator = None
+    if not args.no_locate:
+        from device.locate import default_locator
+
+        locator = default_locator(args.locator)
+    failed = 0
+    for result in read_images(
+        recognizer, args.images, use_locator=not args.no_locate, locator=locator, annotate_dir=args.annotate
+    ):
+        failed += "error" in result
+        if args.json:
+            print(json.dumps(result), flush=True)
+        elif "error" in result:
+            print(f"{result['image']}: error: {result['error']}", flush=True)
+        else:
+            print(f"{result['image']}: {result['value'] if result['value'] is not None else '-'} "
+                  f"({result['confidence']:.2f})", flush=True)
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="digitcam", description="Read the numbers a camera sees and publish them over MQTT.")
+    parser.add_argument("--version", action="version", version=f"digitcam {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("DIGITCAM_LOG_LEVEL", "INFO"),
+                        help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the daemon: capture, read, smooth, publish")
+    p.add_argument("--config", "-c", required=True, type=Path, help="digitcam.toml")
+    p.add_argument("--print", dest="print_readings", action="store_true", help="also print readings as JSON lines")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (replays, tests)")
+    p.set_defaults(func=_device("device.service"))
+
+    p = sub.add_parser("read", help="read the number in image files once")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--model", type=Path, default=None, help="int8 .tflite with its .json manifest beside it")
+    p.add_argument("--locator", type=Path, default=None, help="locator .tflite (default: the bundled one)")
+    p.add_argument("--no-locate", action="store_true", help="treat each whole image as the number crop")
+    p.add_argument("--json", action="store_true", help="one JSON object per image, in input order")
+    p.add_argument("--annotate", type=Path, default=None, metavar="DIR", help="write each image with box and number drawn")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runtime", default="auto", choices=["auto", "litert", "tflite-runtime"])
+    p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser("check-config", help="validate a digitcam.toml and exit")
+    p.add_argument("config", type=Path)
+    p.set_defaults(func=_device("device.config", "check_main"))
+
+    p = sub.add_parser("data", help="generate or preview training data")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    q = dsub.add_parser("preview", help="write a contact sheet of samples with their labels")
+    q.add_argument("--source", required=True, help="rendered, mnist, meters, meter-strips, svhn, scenes")
+    q.add_argument("-n", type=int, default=64)
+    q.add_argument("-o", "--output", type=Path, required=True)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--split", default="train", choices=["train", "val", "test"])
+    q.add_argument("--svhn-dir", type=Path, default=None)
+    q.set_defaults(func=_trainer("trainer.preview", needs_tf=False))
+
+    p = sub.add_parser("train", help="train a recognizer from a training config (TOML)")
+    p.add_argument("config", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="run directory (default runs/<config name>)")
+    p.add_argument("--fresh", action="store_true", help="ignore checkpoints and start over")
+    p.set_defaults(func=_trainer("trainer.train"))
+
+    p = sub.add_parser("export", help="export a trained model to full-int8 TFLite with a manifest")
+    p.add_argument("run_dir", type=Path, help="the training run directory")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .tflite to write")
+    p.add_argument("--version", dest="model_version", default=None)
+    p.add_argument("--no-parity", action="store_true", help="skip the int8-vs-float parity check (not for release)")
+    p.set_defaults(func=_trainer("trainer.export"))
+
+    p = sub.add_parser("eval", help="evaluate a model on a labelled set: JSON report + PNG sheets")
+    p.add_argument("dataset", help="folder of images named by label, a labels CSV, or a built-in set name")
+    p.add_argument("--model", type=Path, default=None)
+    p.add_argument("-o", "--output", type=Path, required=True, help="report directory")
+    p.set_defaults(func=_trainer("trainer.evaluate", needs_tf=False))
+
+    p = sub.add_parser("bench", help="measure speed of the installed model on this machine")
+    p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", type=int, default=300)
+    p.set_defaults(func=_device("device.benchmark"))
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except DigitcamError as exc:
+        print(f"digitcam: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

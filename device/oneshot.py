@@ -1,0 +1,40 @@
+"""``digitcam read``: read the number in each image once and report it as a JSON-ready dict.
+
+The dict layout is a stable interface that scripts rely on:
+``{"image", "value", "confidence", "box", "digits", "ms"}``, or ``{"image", "error"}`` for a bad file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from device import locate
+from device.errors import DigitcamError
+from device.images import load_image
+
+
+def read_image(recognizer, path: str, use_locator: bool = True, locator=None, annotate_dir: Path | None = None) -> dict:
+    """One image path -> result dict; a bad image yields an ``error`` entry instead of raising."""
+    try:
+        frame = load_image(path)
+    except DigitcamError as exc:
+        return {"image": path, "error": str(exc)}
+    box = locator.find(frame) if (use_locator and locator is not None) else locate.whole_frame(frame)
+    if box is None:
+        result = {"image": path, "value": None, "confidence": 1.0, "box": None, "digits": [], "ms": 0.0}
+    else:
+        (reading,), ms = recognizer.read([locate.crop(frame, box)])
+        reading.box = tuple(int(v) for v in box)
+        result = {"image": path, **reading.as_dict(), "ms": round(ms, 3)}
+    if annotate_dir is not None:
+        from device.overlay import annotate_to_file
+
+        annotate_to_file(frame, result, Path(annotate_dir) / (Path(path).stem + ".jpg"))
+    return result
+
+
+def read_images(recognizer, paths: Iterable[str], **kwargs) -> Iterator[dict]:
+    """Results in input order, one per path."""
+    for path in paths:
+        yield read_image(recognizer, path, **kwargs)

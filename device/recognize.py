@@ -1,0 +1,97 @@
+"""The recognizer: one int8 TFLite model, built once, that turns crops into Readings.
+
+Inputs and outputs are addressed by signature name (``get_signature_runner``), never by tensor index,
+so a re-exported model with reordered tensors still reads correctly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from device.contract import (
+    INPUT_CHANNELS,
+    InputSpec,
+    Reading,
+    decode_outputs,
+    head_of,
+    prepare_batch,
+)
+from device.errors import ModelError
+from device.manifest import Manifest, load_manifest
+from device.runtime import build_interpreter
+
+log = logging.getLogger(__name__)
+
+
+def _dequantize(value: np.ndarray, details: dict) -> np.ndarray:
+    """An int8/uint8 output tensor -> float32 probabilities; float outputs pass through."""
+    if value.dtype not in (np.int8, np.uint8):
+        return value.astype(np.float32, copy=False)
+    params = details.get("quantization_parameters") or {}
+    scales = params.get("scales")
+    zeros = params.get("zero_points")
+    if scales is None or len(scales) == 0:
+        scale, zero = details.get("quantization", (1.0, 0))
+    else:
+        scale, zero = float(scales[0]), int(zeros[0])
+    return (value.astype(np.float32) - zero) * scale
+
+
+class Recognizer:
+    """Reads cropped numbers with one interpreter; ``read`` takes any crops, ``infer`` prepared tensors."""
+
+    def __init__(self, model_path: str | Path, threads: int = 1, runtime: str = "auto"):
+        self.model_path = Path(model_path)
+        self.manifest: Manifest = load_manifest(self.model_path)
+        self.interpreter, self.runtime = build_interpreter(self.model_path, threads=threads, prefer=runtime)
+        signatures = self.interpreter.get_signature_list()
+        if not signatures:
+            raise ModelError(f"model {self.model_path} has no signature; export it with digitcam export")
+        key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+        self._runner = self.interpreter.get_signature_runner(key)
+        inputs = self._runner.get_input_details()
+        if len(inputs) != 1:
+            raise ModelError(f"model {self.model_path} has {len(inputs)} inputs, the contract wants 1")
+        (self._input_name, details), = inputs.items()
+        self.spec = self._check_input(details)
+        self._output_details = self._runner.get_output_details()
+        try:
+            self.head = head_of(self._output_details)
+        except ValueError as exc:
+            raise ModelError(f"model {self.model_path}: {exc}") from None
+        if self.head != self.manifest.head:
+            raise ModelError(f"model {self.model_path} has a {self.head} head, its manifest says {self.manifest.head}")
+        log.info("recognizer %s (%s head, %dx%d) on %s", self.manifest.short, self.head, self.spec.width,
+                 self.spec.height, self.runtime)
+
+    def _check_input(self, details: dict) -> InputSpec:
+        shape = list(details["shape"])
+        dtype = np.dtype(details["dtype"])
+        if dtype != np.uint8 or len(shape) != 4 or shape[3] != INPUT_CHANNELS or min(shape[1:3]) < 8:
+            raise ModelError(
+                f"model {self.model_path} input is {dtype.name}{shape}, the contract wants uint8[batch, height, width, 1]"
+            )
+        return InputSpec(height=int(shape[1]), width=int(shape[2]))
+
+    def infer(self, batch: np.ndarray) -> list[Reading]:
+        """Prepared uint8 ``[n, h, w, 1]`` -> Readings; all crops of a frame go through one invoke."""
+        raw = self._runner(**{self._input_name: np.ascontiguousarray(batch, dtype=np.uint8)})
+        outputs = {name: _dequantize(value, self._output_details[name]) for name, value in raw.items()}
+        return decode_outputs(outputs)
+
+    def read(self, crops: list[np.ndarray]) -> tuple[list[Reading], float]:
+        """Crops of any size -> (Readings, milliseconds spent in the interpreter)."""
+        if not crops:
+            return [], 0.0
+        batch = prepare_batch(crops, self.spec)
+        start = time.perf_counter()
+        readings = self.infer(batch)
+        return readings, (time.perf_counter() - start) * 1000.0
+
+    def describe(self) -> dict:
+        """What the model is, for state messages and logs."""
+        return {"name": self.manifest.name, "version": self.manifest.version, "sha256": self.manifest.sha256[:12]}

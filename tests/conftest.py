@@ -1,0 +1,1 @@
+"""Shared fixtures. Each area adds its fixtures in its own ``tests/<area>/conftest.py``."""
