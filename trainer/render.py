@@ -1,0 +1,419 @@
+"""Rendered numbers in the looks of the target domains: plaques, drum counters, LCD/LED displays, walls.
+
+A sample is made in four steps, each cheap because glyphs are pre-rasterised (``trainer.fonts``):
+
+1. *layout*: the digits (and maybe partial neighbouring digits) are placed as an alpha mask on a canvas
+   with room around them; drum counters put each digit in its own wheel cell, the last one maybe rolling;
+2. *framing*: a crop is cut around the number the way a locator or a configured ROI would cut it —
+   mostly with a margin, sometimes tight, sometimes clipping a neighbouring digit at the edge;
+3. *painting*: the domain's background, colours and decorations are drawn only inside that crop;
+4. *camera*: the crop is scaled to a random small size and passed through ``trainer.effects.camera``.
+
+``Renderer(difficulty="easy")`` keeps to a few plain fonts, grey dark-on-light or light-on-dark and mild
+jitter: the test suite trains a tiny model on it in a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from trainer import effects
+from trainer.fonts import EASY_FONTS, GlyphSet, glyph_sets
+
+log = logging.getLogger(__name__)
+
+STYLES = ("plaque", "drum", "lcd", "wall", "label")
+STYLE_WEIGHTS = (0.25, 0.25, 0.2, 0.15, 0.15)
+DIFFICULTIES = ("easy", "full")
+MAX_LEN = 8
+# Rolling wheel: the fraction f of the way from D to D+1. f <= 0.5 reads D (the last fully passed digit);
+# f >= 0.8 reads D+1 (the digit has arrived); 0.5 < f < 0.8 is ambiguous and is never rendered.
+ROLL_READS_CURRENT = (0.0, 0.5)
+ROLL_READS_NEXT = (0.8, 1.0)
+
+
+@dataclass
+class Layout:
+    """Where the ink is on the canvas: the number's box, the wheel cells, and neighbour digits' extents."""
+
+    alpha: np.ndarray  # float32 [H, W] 0..1, the ink of every placed glyph
+    off: np.ndarray | None  # float32 [H, W], the LCD's "off" segments, or None
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 of the number (without neighbours)
+    cells: list[tuple[int, int, int, int]] = field(default_factory=list)  # drum wheel rects x0, y0, x1, y1
+    left_neighbour: tuple[int, int] | None = None  # x0, x1 of a neighbour's ink left of the number
+    right_neighbour: tuple[int, int] | None = None
+
+
+def random_label(rng: np.random.Generator, max_len: int = MAX_LEN) -> str:
+    """1..max_len digits; lengths 3-6 (house numbers are short, meters long) a little more often."""
+    weights = np.array([1.0, 1.2, 1.4, 1.4, 1.4, 1.4, 1.2, 1.0][:max_len])
+    n = int(rng.choice(np.arange(1, max_len + 1), p=weights / weights.sum()))
+    return "".join(str(d) for d in rng.integers(0, 10, n))
+
+
+def _place(alpha: np.ndarray, mask: np.ndarray, x: int, y: int, clip: tuple[int, int] | None = None) -> None:
+    """Max-blend a uint8 glyph mask into the float canvas at (x, y), optionally only rows clip[0]..clip[1]."""
+    h, w = mask.shape
+    y0, y1 = y, y + h
+    lo, hi = clip if clip is not None else (0, alpha.shape[0])
+    cy0, cy1 = max(y0, lo, 0), min(y1, hi, alpha.shape[0])
+    cx0, cx1 = max(x, 0), min(x + w, alpha.shape[1])
+    if cy0 >= cy1 or cx0 >= cx1:
+        return
+    patch = mask[cy0 - y0 : cy1 - y0, cx0 - x : cx1 - x].astype(np.float32) * (1.0 / 255.0)
+    np.maximum(alpha[cy0:cy1, cx0:cx1], patch, out=alpha[cy0:cy1, cx0:cx1])
+
+
+def _neighbour_digit(rng: np.random.Generator) -> int:
+    """A digit for a partly visible neighbour; never '1', whose thin stroke could show whole."""
+    return int(rng.choice([0, 2, 3, 4, 5, 6, 7, 8, 9]))
+
+
+def layout(
+    glyphs: GlyphSet,
+    label: str,
+    rng: np.random.Generator,
+    *,
+    spacing: float = 0.0,
+    cell_scale: float | None = None,
+    roll: float | None = None,
+    neighbours: tuple[bool, bool] = (False, False),
+    jitter_y: float = 0.0,
+) -> Layout:
+    """Place the label's digits on a padded canvas.
+
+    ``spacing`` is extra space between digits in digit widths (negative overlaps them); ``cell_scale`` puts
+    each digit centred in a wheel cell that much wider than the widest digit (drum counters); ``roll`` is
+    the last wheel's fraction of the way to the next digit (the label must already hold the digit read).
+    """
+    h = glyphs.height
+    dw = glyphs.digit_width
+    digits = [int(c) for c in label]
+    left_n = [_neighbour_digit(rng)] if neighbours[0] else []
+    right_n = [_neighbour_digit(rng)] if neighbours[1] else []
+    chars = left_n + digits + right_n
+    first = len(left_n)
+    last = first + len(digits) - 1
+    if cell_scale is not None:
+        pitch = max(m.shape[1] for m in glyphs.masks) * cell_scale
+        cell_h = int(h * (1.15 + 0.2 * cell_scale))
+        steps = [pitch] * len(chars)
+    else:
+        pitch = 0.0
+        cell_h = h
+        steps = [glyphs.advance[d] + spacing * dw for d in chars]
+    pad_x, pad_y = int(1.3 * h), int(0.9 * h) + (cell_h - h) // 2
+    width = int(sum(steps) + 2 * pad_x + dw)
+    height = h + 2 * pad_y
+    alpha = np.zeros((height, width), np.float32)
+    off = np.zeros_like(alpha) if glyphs.full is not None else None
+    cells: list[tuple[int, int, int, int]] = []
+    extents: list[tuple[int, int]] = []
+    pen = float(pad_x)
+    for i, d in enumerate(chars):
+        mask = glyphs.masks[d]
+        dy = int(round(rng.uniform(-jitter_y, jitter_y) * h)) if jitter_y else 0
+        if cell_scale is not None:
+            x = int(pen + (pitch - mask.shape[1]) / 2)
+            cy0 = pad_y - (cell_h - h) // 2
+            cells.append((int(pen), cy0, int(pen + pitch), cy0 + cell_h))
+        else:
+            x = int(pen + glyphs.left[d])
+        y = pad_y + dy
+        if roll is not None and i == last and cell_scale is not None:
+            # The wheel shows D leaving upwards and D+1 arriving from below, cut by the cell window.
+            shown = d if roll <= ROLL_READS_CURRENT[1] else (d - 1) % 10
+            clip = (cells[-1][1], cells[-1][3])
+            off_y = int(round(roll * cell_h))
+            _place(alpha, glyphs.masks[shown], x, y - off_y, clip)
+            _place(alpha, glyphs.masks[(shown + 1) % 10], x, y - off_y + cell_h, clip)
+        else:
+            _place(alpha, mask, x, y)
+        if off is not None:
+            _place(off, glyphs.full, int(pen + glyphs.left[8]) if cell_scale is None else x, y)
+        extents.append((x, x + mask.shape[1]))
+        pen += steps[i]
+    box = (extents[first][0], pad_y, extents[last][1], pad_y + h)
+    if cells:
+        box = (cells[first][0], cells[first][1], cells[last][2], cells[last][3])
+    return Layout(
+        alpha=alpha,
+        off=off,
+        box=box,
+        cells=cells,
+        left_neighbour=extents[0] if left_n else None,
+        right_neighbour=extents[-1] if right_n else None,
+    )
+
+
+def frame(lay: Layout, rng: np.random.Generator, tight: float = 0.15) -> tuple[int, int, int, int]:
+    """Choose the crop (x0, y0, x1, y1) around the number as a locator or an ROI would.
+
+    Margins are drawn relative to the number's height; a neighbour digit may show at most ~35 % of its
+    ink at the edge. The crop's aspect ratio is kept within 1:1 .. 6:1, like the model's crops.
+    """
+    x0, y0, x1, y1 = lay.box
+    h = y1 - y0
+    if rng.random() < tight:
+        m = rng.uniform(0.0, 0.08, 4) * h
+    else:
+        m = rng.uniform(0.04, 0.5, 4) * h
+        m[1] = m[0] * rng.uniform(0.6, 1.6)  # top and bottom margins alike, as a box around text is
+    cx0, cy0, cx1, cy1 = x0 - m[2], y0 - m[0], x1 + m[3], y1 + m[1]
+    if lay.left_neighbour is not None:
+        nx0, nx1 = lay.left_neighbour
+        limit = nx1 - rng.uniform(0.08, 0.28) * (nx1 - nx0)
+        cx0 = max(cx0, limit) if rng.random() < 0.3 else limit
+    if lay.right_neighbour is not None:
+        nx0, nx1 = lay.right_neighbour
+        limit = nx0 + rng.uniform(0.08, 0.28) * (nx1 - nx0)
+        cx1 = min(cx1, limit) if rng.random() < 0.3 else limit
+    cw, ch = cx1 - cx0, cy1 - cy0
+    if cw < ch:  # at least square: widen
+        grow = (ch - cw) / 2
+        cx0, cx1 = cx0 - grow, cx1 + grow
+    elif cw > 6 * ch:  # at most 6:1: heighten
+        grow = (cw / 6 - ch) / 2
+        cy0, cy1 = cy0 - grow, cy1 + grow
+    H, W = lay.alpha.shape
+    return int(max(0, cx0)), int(max(0, cy0)), int(min(W, np.ceil(cx1))), int(min(H, np.ceil(cy1)))
+
+
+# ---- painting ---------------------------------------------------------------------------------------
+
+
+def colour_of_level(rng: np.random.Generator, level: float, saturation: float) -> np.ndarray:
+    """A random RGB colour whose channel mean (what the model's grey conversion sees) is ``level``."""
+    c = rng.uniform(-1, 1, 3) * saturation * 120.0
+    c = c - c.mean() + level
+    return np.clip(c, 0, 255).astype(np.float32)
+
+
+def polarity_pair(rng: np.random.Generator, saturation: float, min_gap: float = 70.0) -> tuple[np.ndarray, np.ndarray]:
+    """Background and ink colours with enough grey-level difference, either polarity."""
+    bg = rng.uniform(0, 255)
+    gap = rng.uniform(min_gap, 230)
+    ink = bg - gap if (bg - gap >= 0 and (bg + gap > 255 or rng.random() < 0.6)) else bg + gap
+    ink = float(np.clip(ink, 0, 255))
+    return colour_of_level(rng, bg, saturation), colour_of_level(rng, ink, saturation)
+
+
+def _blend(base: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """base * (1 - alpha) + colour * alpha for HxWx3 float base and HxW alpha."""
+    a = alpha[:, :, None]
+    return base * (1.0 - a) + colour * a
+
+
+def _textured(rng: np.random.Generator, h: int, w: int, colour: np.ndarray, amount: float) -> np.ndarray:
+    """A flat colour with low-frequency texture of ``amount`` grey levels (paper, plaster, plastic)."""
+    base = np.empty((h, w, 3), np.float32)
+    base[:] = colour
+    if amount > 0:
+        base += ((effects.window(effects.texture_bank(), h, w, rng) - 0.5) * amount)[:, :, None]
+    return base
+
+
+def _screw(img: np.ndarray, rng: np.random.Generator, x: int, y: int, r: int) -> None:
+    grey = float(rng.uniform(90, 220))
+    cv2.circle(img, (x, y), r, (grey, grey, grey), -1, cv2.LINE_AA)
+    cv2.circle(img, (x, y), r, (grey * 0.5,) * 3, 1, cv2.LINE_AA)
+    if r >= 3:
+        cv2.line(img, (x - r + 1, y), (x + r - 1, y), (grey * 0.4,) * 3, 1, cv2.LINE_AA)
+
+
+def paint_plaque(rng, alpha, off, cells, box, easy) -> np.ndarray:
+    """House-number plaque: a coloured plate, maybe a border and screws, a drop shadow or an engraving."""
+    h, w = alpha.shape
+    bg, ink = polarity_pair(rng, 0.0 if easy else rng.uniform(0, 1))
+    img = _textured(rng, h, w, bg, 0 if easy else rng.uniform(0, 25))
+    if not easy:
+        if rng.random() < 0.4:  # drop shadow or engraving highlight
+            dx, dy = rng.integers(-2, 3, 2)
+            shadow = np.roll(alpha, (int(dy), int(dx)), axis=(0, 1))
+            shade = bg * rng.uniform(0.3, 0.7) if rng.random() < 0.7 else np.minimum(bg * 1.4 + 40, 255)
+            img = _blend(img, shade, shadow * rng.uniform(0.4, 0.9))
+        bx0, by0, bx1, by1 = box
+        if rng.random() < 0.4:  # border line around the number
+            pad = int(rng.uniform(0.1, 0.5) * (by1 - by0))
+            t = int(rng.integers(1, 4))
+            cv2.rectangle(img, (bx0 - pad, by0 - pad), (bx1 + pad, by1 + pad), ink.tolist(), t, cv2.LINE_AA)
+        if rng.random() < 0.3:  # screws near the plate's ends
+            r = max(2, int((by1 - by0) * rng.uniform(0.06, 0.12)))
+            yc = int((by0 + by1) / 2 + rng.uniform(-0.4, 0.4) * (by1 - by0))
+            gap = int(rng.uniform(0.2, 0.6) * (by1 - by0))
+            _screw(img, rng, bx0 - gap, yc, r)
+            _screw(img, rng, bx1 + gap, yc, r)
+    return _blend(img, ink, alpha)
+
+
+def paint_drum(rng, alpha, off, cells, box, easy) -> np.ndarray:
+    """Drum counter: white-on-black or black-on-white wheels, dark dividers, cylinder shading, red tail."""
+    h, w = alpha.shape
+    frame_level = rng.uniform(0, 255)
+    img = _textured(rng, h, w, colour_of_level(rng, frame_level, rng.uniform(0, 0.6)), rng.uniform(0, 20))
+    dark_wheels = rng.random() < 0.6
+    wheel = colour_of_level(rng, rng.uniform(5, 60) if dark_wheels else rng.uniform(180, 250), rng.uniform(0, 0.3))
+    ink = colour_of_level(rng, rng.uniform(200, 250) if dark_wheels else rng.uniform(5, 60), rng.uniform(0, 0.2))
+    red_tail = int(rng.integers(1, 4)) if rng.random() < 0.25 else 0
+    red_wheel = np.float32([rng.uniform(150, 220), rng.uniform(10, 50), rng.uniform(10, 50)])
+    shade_depth = rng.uniform(0.0, 0.6)
+    ink_img = np.empty_like(img)
+    ink_img[:] = ink
+    divider = int(rng.integers(0, 4))
+    for i, (x0, y0, x1, y1) in enumerate(cells):
+        x0c, x1c = max(0, x0 + divider // 2), min(w, x1 - (divider + 1) // 2)
+        y0c, y1c = max(0, y0), min(h, y1)
+        if x0c >= x1c or y0c >= y1c:
+            continue
+        colour = red_wheel if i >= len(cells) - red_tail else wheel
+        rows = np.linspace(-1, 1, y1 - y0, dtype=np.float32)[y0c - y0 : y1c - y0]
+        shade = (1.0 - shade_depth * rows**2)[:, None, None]  # a cylinder is darker at top and bottom
+        img[y0c:y1c, x0c:x1c] = colour * shade
+        if i >= len(cells) - red_tail:
+            ink_img[y0c:y1c, x0c:x1c] = 240.0
+    return img * (1.0 - alpha[:, :, None]) + ink_img * alpha[:, :, None]
+
+
+def paint_lcd(rng, alpha, off, cells, box, easy) -> np.ndarray:
+    """LCD (dark segments on grey-green, faint 'off' segments) or LED (bright glowing segments on black)."""
+    h, w = alpha.shape
+    if rng.random() < 0.65:
+        bg = colour_of_level(rng, rng.uniform(120, 215), rng.uniform(0.1, 0.5))
+        ink = colour_of_level(rng, rng.uniform(10, 70), 0.1)
+        img = _textured(rng, h, w, bg, rng.uniform(0, 15))
+        if off is not None:
+            img = _blend(img, ink, off * rng.uniform(0.04, 0.2))
+        return _blend(img, ink, alpha)
+    hue = np.float32(rng.choice([[255, 40, 30], [60, 255, 80], [80, 160, 255], [255, 255, 255], [255, 170, 30]]))
+    ink = hue * rng.uniform(0.7, 1.0)
+    img = _textured(rng, h, w, colour_of_level(rng, rng.uniform(0, 50), 0.1), rng.uniform(0, 10))
+    if off is not None:
+        img = _blend(img, ink, off * rng.uniform(0.03, 0.15))
+    glow = cv2.GaussianBlur(alpha, (0, 0), rng.uniform(1.0, 3.0)) * rng.uniform(0.3, 0.8)
+    img = _blend(img, ink, np.maximum(alpha, glow))
+    return img
+
+
+def paint_wall(rng, alpha, off, cells, box, easy) -> np.ndarray:
+    """Painted on plaster, brick or wood: strong texture, rough paint edges, paint a little thin."""
+    h, w = alpha.shape
+    bg, ink = polarity_pair(rng, rng.uniform(0, 0.8), min_gap=50)
+    img = _textured(rng, h, w, bg, rng.uniform(20, 70))
+    rough = effects.window(effects.texture_bank(), h, w, rng)
+    paint = np.clip(alpha * rng.uniform(0.7, 1.0) + (rough - 0.5) * rng.uniform(0, 0.8) * alpha, 0, 1)
+    if rng.random() < 0.4:
+        paint = cv2.GaussianBlur(paint, (0, 0), rng.uniform(0.5, 1.2))
+    return _blend(img, ink, paint)
+
+
+def paint_label(rng, alpha, off, cells, box, easy) -> np.ndarray:
+    """Printed label, sticker or screen: flat colours, either polarity."""
+    h, w = alpha.shape
+    bg, ink = polarity_pair(rng, 0.0 if easy else rng.uniform(0, 0.5))
+    img = _textured(rng, h, w, bg, 0 if easy else rng.uniform(0, 8))
+    return _blend(img, ink, alpha)
+
+
+PAINTERS = {
+    "plaque": paint_plaque,
+    "drum": paint_drum,
+    "lcd": paint_lcd,
+    "wall": paint_wall,
+    "label": paint_label,
+}
+
+
+# ---- the renderer ---------------------------------------------------------------------------------
+
+
+class Renderer:
+    """Draws (image, label) samples; ``difficulty`` 'easy' or 'full', ``empty_rate`` share of no-number crops."""
+
+    def __init__(self, difficulty: str = "full", empty_rate: float = 0.06, max_len: int = MAX_LEN):
+        if difficulty not in DIFFICULTIES:
+            raise ValueError(f"unknown difficulty {difficulty!r}: want one of {', '.join(DIFFICULTIES)}")
+        self.easy = difficulty == "easy"
+        self.empty_rate = empty_rate
+        self.max_len = max_len
+        fonts = glyph_sets(EASY_FONTS) if self.easy else glyph_sets()
+        self.fonts = fonts
+        self.segment_fonts = tuple(g for g in fonts if g.segment) or fonts
+        self.text_fonts = tuple(g for g in fonts if not g.segment) or fonts
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        """One (RGB uint8 crop, label) pair."""
+        if rng.random() < self.empty_rate:
+            return self._empty(rng), ""
+        label = random_label(rng, self.max_len)
+        style = "label" if self.easy else str(rng.choice(STYLES, p=STYLE_WEIGHTS))
+        return self._draw(rng, label, style)
+
+    def _font_for(self, rng: np.random.Generator, style: str) -> GlyphSet:
+        pool = self.segment_fonts if style == "lcd" and rng.random() < 0.85 else self.text_fonts
+        if style != "lcd" and rng.random() < 0.08:  # segment digits on plaques and labels too, now and then
+            pool = self.segment_fonts
+        return pool[int(rng.integers(len(pool)))]
+
+    def _draw(self, rng: np.random.Generator, label: str, style: str) -> tuple[np.ndarray, str]:
+        glyphs = self._font_for(rng, style)
+        roll = None
+        if style == "drum":
+            if rng.random() < 0.3:
+                lo, hi = ROLL_READS_CURRENT if rng.random() < 0.6 else ROLL_READS_NEXT
+                roll = float(rng.uniform(lo + 0.05, hi - 0.02))
+            lay = layout(
+                glyphs, label, rng, cell_scale=rng.uniform(1.05, 1.6), roll=roll,
+                neighbours=(rng.random() < 0.25, rng.random() < 0.25), jitter_y=rng.uniform(0, 0.05),
+            )
+        else:
+            spacing = rng.uniform(-0.05, 0.15) if self.easy else rng.uniform(-0.12, 0.5)
+            nb = (False, False) if self.easy else (rng.random() < 0.12, rng.random() < 0.12)
+            lay = layout(glyphs, label, rng, spacing=spacing, neighbours=nb)
+        x0, y0, x1, y1 = frame(lay, rng, tight=0.15 if not self.easy else 0.05)
+        alpha = lay.alpha[y0:y1, x0:x1]
+        off = lay.off[y0:y1, x0:x1] if lay.off is not None else None
+        cells = [(a - x0, b - y0, c - x0, d - y0) for a, b, c, d in lay.cells]
+        bx0, by0, bx1, by1 = lay.box
+        box = (bx0 - x0, by0 - y0, bx1 - x0, by1 - y0)
+        img = PAINTERS[style](rng, alpha, off, cells, box, self.easy)
+        img = np.clip(img, 0, 255).astype(np.uint8)
+        img = self._resize(rng, img)
+        img = effects.camera(img, rng, 0.25 if self.easy else rng.uniform(0.2, 1.0))
+        return img, label
+
+    def _resize(self, rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+        """Scale the crop to a random small height, as the number would appear in a camera frame."""
+        h, w = img.shape[:2]
+        target_h = int(rng.integers(24, 48) if self.easy else rng.integers(16, 72))
+        scale = target_h / h
+        if not self.easy:
+            scale_x = scale * rng.uniform(0.85, 1.15)  # anamorphic squeeze: condensed or wide lettering
+        else:
+            scale_x = scale
+        size = (max(2, round(w * scale_x)), max(2, target_h))
+        return cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+    def _empty(self, rng: np.random.Generator) -> np.ndarray:
+        """A 'no number' crop: a domain's background, colours and effects painted with no digits on it."""
+        h = int(rng.integers(16, 72))
+        w = int(h * rng.uniform(1.0, 6.0))
+        style = "label" if self.easy else str(rng.choice(["plaque", "lcd", "wall", "label"]))
+        alpha = np.zeros((h, w), np.float32)
+        if not self.easy and rng.random() < 0.3:  # clutter: a line or an edge of something
+            p = rng.integers(0, [w, h, w, h])
+            cv2.line(alpha, (int(p[0]), int(p[1])), (int(p[2]), int(p[3])), 1.0, int(rng.integers(1, 4)))
+        img = PAINTERS[style](rng, alpha, None, [], (0, 0, w, h), self.easy)
+        img = np.clip(img, 0, 255).astype(np.uint8)
+        return effects.camera(img, rng, 0.25 if self.easy else rng.uniform(0.2, 1.0))
+
+
+def iter_rendered(split: str, rng: np.random.Generator, difficulty: str = "full", empty_rate: float = 0.06,
+                  max_len: int = MAX_LEN):
+    """The ``rendered`` source: an endless stream for every split (splits differ by their seeds only)."""
+    renderer = Renderer(difficulty, empty_rate, max_len)
+    while True:
+        yield renderer.sample(rng)
