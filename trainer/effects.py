@@ -1,6 +1,6 @@
 """Camera effects: what a cheap camera, a plastic window and bad light do to a clean rendered number.
 
-Every effect is a small function ``(image uint8 HxWx3, rng) -> image`` so the renderer, the meter strips
+Every effect is a small function ``(image uint8 HxW grey or HxWx3 RGB, rng, ...) -> image`` so the renderer, the meter strips
 and the scene compositor share them. They work on images near the model's input size and draw their
 noise from a precomputed bank, which keeps a sample well under a millisecond.
 """
@@ -52,11 +52,16 @@ def _to_u8(img: np.ndarray) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def per_pixel(field: np.ndarray, img: np.ndarray) -> np.ndarray:
+    """An HxW field shaped to broadcast over a grey (HxW) or colour (HxWxC) image."""
+    return field if img.ndim == 2 else field[:, :, None]
+
+
 def add_noise(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
     """Sensor noise: grey-level gaussian noise of ``sigma`` grey levels."""
     h, w = img.shape[:2]
     n = window(noise_bank(), h, w, rng) * sigma
-    return _to_u8(img.astype(np.float32) + n[:, :, None])
+    return _to_u8(img.astype(np.float32) + per_pixel(n, img))
 
 
 def gaussian_blur(img: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
@@ -81,7 +86,7 @@ def uneven_light(img: np.ndarray, rng: np.random.Generator, strength: float) -> 
     gx = np.linspace(-1, 1, w, dtype=np.float32) * rng.uniform(-strength, strength)
     gy = np.linspace(-1, 1, h, dtype=np.float32) * rng.uniform(-strength, strength)
     gain = 1.0 + gy[:, None] + gx[None, :]
-    return _to_u8(img.astype(np.float32) * np.clip(gain, 0.15, 2.0)[:, :, None])
+    return _to_u8(img.astype(np.float32) * per_pixel(np.clip(gain, 0.15, 2.0), img))
 
 
 def glare(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
@@ -92,12 +97,15 @@ def glare(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndar
     xs = ((np.arange(w, dtype=np.float32) - cx) / sx) ** 2
     ys = ((np.arange(h, dtype=np.float32) - cy) / sy) ** 2
     spot = np.exp(-(ys[:, None] + xs[None, :])) * (255.0 * strength)
-    return _to_u8(img.astype(np.float32) + spot[:, :, None])
+    return _to_u8(img.astype(np.float32) + per_pixel(spot, img))
 
 
 def colour_cast(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
-    """White balance off: each channel scaled a little differently (sodium lamps, IR-cut-less cameras)."""
-    gains = (1.0 + rng.uniform(-strength, strength, 3)).astype(np.float32)
+    """White balance off: each channel scaled a little differently (sodium lamps, IR-cut-less cameras).
+
+    On a grey image this is what the model would see of it: a change of brightness.
+    """
+    gains = (1.0 + rng.uniform(-strength, strength, 3 if img.ndim == 3 else 1)).astype(np.float32)
     return _to_u8(img.astype(np.float32) * gains)
 
 

@@ -81,6 +81,8 @@ def build_sheet(source: str, n: int, seed: int, split: str, **options) -> np.nda
     if source == "scenes":
         cells = [scene_cell(f, lbl, b) for f, lbl, b in itertools.islice(iter_scenes(split, seed), n)]
         return contact_sheet(cells, columns=2)
+    if source == "rendered":
+        options.setdefault("colour", True)  # the model sees the same grey; people see more in colour
     cells = [crop_cell(img, lbl) for img, lbl in itertools.islice(iter_samples(source, split, seed, **options), n)]
     if not cells:
         raise DigitcamError(f"source {source!r} gave no samples for split {split!r}")

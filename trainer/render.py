@@ -93,8 +93,9 @@ def layout(
     h = glyphs.height
     dw = glyphs.digit_width
     digits = [int(c) for c in label]
-    left_n = [_neighbour_digit(rng)] if neighbours[0] else []
-    right_n = [_neighbour_digit(rng)] if neighbours[1] else []
+    # Short numbers get widened to a square crop, which would pull a neighbour fully in: none for them.
+    left_n = [_neighbour_digit(rng)] if neighbours[0] and len(digits) >= 3 else []
+    right_n = [_neighbour_digit(rng)] if neighbours[1] and len(digits) >= 3 else []
     chars = left_n + digits + right_n
     first = len(left_n)
     last = first + len(digits) - 1
@@ -186,35 +187,61 @@ def frame(lay: Layout, rng: np.random.Generator, tight: float = 0.15) -> tuple[i
 # ---- painting ---------------------------------------------------------------------------------------
 
 
-def colour_of_level(rng: np.random.Generator, level: float, saturation: float) -> np.ndarray:
-    """A random RGB colour whose channel mean (what the model's grey conversion sees) is ``level``."""
+@dataclass(frozen=True)
+class Look:
+    """How painting is done: ``easy`` keeps to flat grey looks; ``grey`` paints one channel.
+
+    The model sees the channel mean of a colour crop, and painting (blends, gains, textures) is linear,
+    so painting grey gives the model the same pixels at a third of the cost; colour is for scenes and
+    for people looking at contact sheets.
+    """
+
+    easy: bool = False
+    grey: bool = True
+
+
+def colour_of_level(rng: np.random.Generator, level: float, saturation: float, look: Look) -> np.ndarray:
+    """A random colour whose channel mean (what the model's grey conversion sees) is ``level``."""
+    if look.grey:
+        return np.float32(np.clip(level, 0, 255))
     c = rng.uniform(-1, 1, 3) * saturation * 120.0
     c = c - c.mean() + level
     return np.clip(c, 0, 255).astype(np.float32)
 
 
-def polarity_pair(rng: np.random.Generator, saturation: float, min_gap: float = 70.0) -> tuple[np.ndarray, np.ndarray]:
+def as_colour(rgb, look: Look) -> np.ndarray:
+    """A fixed RGB colour as this look paints it (its channel mean when grey)."""
+    rgb = np.asarray(rgb, np.float32)
+    return np.float32(rgb.mean()) if look.grey else rgb
+
+
+def polarity_pair(rng: np.random.Generator, saturation: float, look: Look, min_gap: float = 70.0):
     """Background and ink colours with enough grey-level difference, either polarity."""
     bg = rng.uniform(0, 255)
     gap = rng.uniform(min_gap, 230)
     ink = bg - gap if (bg - gap >= 0 and (bg + gap > 255 or rng.random() < 0.6)) else bg + gap
     ink = float(np.clip(ink, 0, 255))
-    return colour_of_level(rng, bg, saturation), colour_of_level(rng, ink, saturation)
+    return colour_of_level(rng, bg, saturation, look), colour_of_level(rng, ink, saturation, look)
 
 
 def _blend(base: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """base * (1 - alpha) + colour * alpha for HxWx3 float base and HxW alpha."""
-    a = alpha[:, :, None]
+    """base * (1 - alpha) + colour * alpha for a grey or colour float base and an HxW alpha."""
+    a = effects.per_pixel(alpha, base)
     return base * (1.0 - a) + colour * a
 
 
 def _textured(rng: np.random.Generator, h: int, w: int, colour: np.ndarray, amount: float) -> np.ndarray:
     """A flat colour with low-frequency texture of ``amount`` grey levels (paper, plaster, plastic)."""
-    base = np.empty((h, w, 3), np.float32)
+    base = np.empty((h, w) + np.shape(colour), np.float32)
     base[:] = colour
     if amount > 0:
-        base += ((effects.window(effects.texture_bank(), h, w, rng) - 0.5) * amount)[:, :, None]
+        base += effects.per_pixel((effects.window(effects.texture_bank(), h, w, rng) - 0.5) * amount, base)
     return base
+
+
+def _cv(colour) -> tuple:
+    """A colour as the tuple OpenCV's drawing functions take."""
+    return tuple(float(v) for v in np.atleast_1d(colour))
 
 
 def _screw(img: np.ndarray, rng: np.random.Generator, x: int, y: int, r: int) -> None:
@@ -225,10 +252,11 @@ def _screw(img: np.ndarray, rng: np.random.Generator, x: int, y: int, r: int) ->
         cv2.line(img, (x - r + 1, y), (x + r - 1, y), (grey * 0.4,) * 3, 1, cv2.LINE_AA)
 
 
-def paint_plaque(rng, alpha, off, cells, box, easy) -> np.ndarray:
+def paint_plaque(rng, alpha, off, cells, box, look: Look) -> np.ndarray:
     """House-number plaque: a coloured plate, maybe a border and screws, a drop shadow or an engraving."""
     h, w = alpha.shape
-    bg, ink = polarity_pair(rng, 0.0 if easy else rng.uniform(0, 1))
+    easy = look.easy
+    bg, ink = polarity_pair(rng, 0.0 if easy else rng.uniform(0, 1), look)
     img = _textured(rng, h, w, bg, 0 if easy else rng.uniform(0, 25))
     if not easy:
         if rng.random() < 0.4:  # drop shadow or engraving highlight
@@ -240,7 +268,7 @@ def paint_plaque(rng, alpha, off, cells, box, easy) -> np.ndarray:
         if rng.random() < 0.4:  # border line around the number
             pad = int(rng.uniform(0.1, 0.5) * (by1 - by0))
             t = int(rng.integers(1, 4))
-            cv2.rectangle(img, (bx0 - pad, by0 - pad), (bx1 + pad, by1 + pad), ink.tolist(), t, cv2.LINE_AA)
+            cv2.rectangle(img, (bx0 - pad, by0 - pad), (bx1 + pad, by1 + pad), _cv(ink), t, cv2.LINE_AA)
         if rng.random() < 0.3:  # screws near the plate's ends
             r = max(2, int((by1 - by0) * rng.uniform(0.06, 0.12)))
             yc = int((by0 + by1) / 2 + rng.uniform(-0.4, 0.4) * (by1 - by0))
@@ -250,16 +278,18 @@ def paint_plaque(rng, alpha, off, cells, box, easy) -> np.ndarray:
     return _blend(img, ink, alpha)
 
 
-def paint_drum(rng, alpha, off, cells, box, easy) -> np.ndarray:
+def paint_drum(rng, alpha, off, cells, box, look: Look) -> np.ndarray:
     """Drum counter: white-on-black or black-on-white wheels, dark dividers, cylinder shading, red tail."""
     h, w = alpha.shape
     frame_level = rng.uniform(0, 255)
-    img = _textured(rng, h, w, colour_of_level(rng, frame_level, rng.uniform(0, 0.6)), rng.uniform(0, 20))
+    img = _textured(rng, h, w, colour_of_level(rng, frame_level, rng.uniform(0, 0.6), look), rng.uniform(0, 20))
     dark_wheels = rng.random() < 0.6
-    wheel = colour_of_level(rng, rng.uniform(5, 60) if dark_wheels else rng.uniform(180, 250), rng.uniform(0, 0.3))
-    ink = colour_of_level(rng, rng.uniform(200, 250) if dark_wheels else rng.uniform(5, 60), rng.uniform(0, 0.2))
+    wheel_level = rng.uniform(5, 60) if dark_wheels else rng.uniform(180, 250)
+    ink_level = rng.uniform(200, 250) if dark_wheels else rng.uniform(5, 60)
+    wheel = colour_of_level(rng, wheel_level, rng.uniform(0, 0.3), look)
+    ink = colour_of_level(rng, ink_level, rng.uniform(0, 0.2), look)
     red_tail = int(rng.integers(1, 4)) if rng.random() < 0.25 else 0
-    red_wheel = np.float32([rng.uniform(150, 220), rng.uniform(10, 50), rng.uniform(10, 50)])
+    red_wheel = as_colour([rng.uniform(150, 220), rng.uniform(10, 50), rng.uniform(10, 50)], look)
     shade_depth = rng.uniform(0.0, 0.6)
     ink_img = np.empty_like(img)
     ink_img[:] = ink
@@ -271,26 +301,28 @@ def paint_drum(rng, alpha, off, cells, box, easy) -> np.ndarray:
             continue
         colour = red_wheel if i >= len(cells) - red_tail else wheel
         rows = np.linspace(-1, 1, y1 - y0, dtype=np.float32)[y0c - y0 : y1c - y0]
-        shade = (1.0 - shade_depth * rows**2)[:, None, None]  # a cylinder is darker at top and bottom
+        shade = (1.0 - shade_depth * rows**2)[:, None]  # a cylinder is darker at top and bottom
+        shade = shade if img.ndim == 2 else shade[:, :, None]
         img[y0c:y1c, x0c:x1c] = colour * shade
         if i >= len(cells) - red_tail:
             ink_img[y0c:y1c, x0c:x1c] = 240.0
-    return img * (1.0 - alpha[:, :, None]) + ink_img * alpha[:, :, None]
+    a = effects.per_pixel(alpha, img)
+    return img * (1.0 - a) + ink_img * a
 
 
-def paint_lcd(rng, alpha, off, cells, box, easy) -> np.ndarray:
+def paint_lcd(rng, alpha, off, cells, box, look: Look) -> np.ndarray:
     """LCD (dark segments on grey-green, faint 'off' segments) or LED (bright glowing segments on black)."""
     h, w = alpha.shape
     if rng.random() < 0.65:
-        bg = colour_of_level(rng, rng.uniform(120, 215), rng.uniform(0.1, 0.5))
-        ink = colour_of_level(rng, rng.uniform(10, 70), 0.1)
+        bg = colour_of_level(rng, rng.uniform(120, 215), rng.uniform(0.1, 0.5), look)
+        ink = colour_of_level(rng, rng.uniform(10, 70), 0.1, look)
         img = _textured(rng, h, w, bg, rng.uniform(0, 15))
         if off is not None:
             img = _blend(img, ink, off * rng.uniform(0.04, 0.2))
         return _blend(img, ink, alpha)
-    hue = np.float32(rng.choice([[255, 40, 30], [60, 255, 80], [80, 160, 255], [255, 255, 255], [255, 170, 30]]))
-    ink = hue * rng.uniform(0.7, 1.0)
-    img = _textured(rng, h, w, colour_of_level(rng, rng.uniform(0, 50), 0.1), rng.uniform(0, 10))
+    hue = rng.choice([[255, 40, 30], [60, 255, 80], [80, 160, 255], [255, 255, 255], [255, 170, 30]])
+    ink = as_colour(hue, look) * rng.uniform(0.7, 1.0)
+    img = _textured(rng, h, w, colour_of_level(rng, rng.uniform(0, 50), 0.1, look), rng.uniform(0, 10))
     if off is not None:
         img = _blend(img, ink, off * rng.uniform(0.03, 0.15))
     glow = cv2.GaussianBlur(alpha, (0, 0), rng.uniform(1.0, 3.0)) * rng.uniform(0.3, 0.8)
@@ -298,10 +330,10 @@ def paint_lcd(rng, alpha, off, cells, box, easy) -> np.ndarray:
     return img
 
 
-def paint_wall(rng, alpha, off, cells, box, easy) -> np.ndarray:
+def paint_wall(rng, alpha, off, cells, box, look: Look) -> np.ndarray:
     """Painted on plaster, brick or wood: strong texture, rough paint edges, paint a little thin."""
     h, w = alpha.shape
-    bg, ink = polarity_pair(rng, rng.uniform(0, 0.8), min_gap=50)
+    bg, ink = polarity_pair(rng, rng.uniform(0, 0.8), look, min_gap=50)
     img = _textured(rng, h, w, bg, rng.uniform(20, 70))
     rough = effects.window(effects.texture_bank(), h, w, rng)
     paint = np.clip(alpha * rng.uniform(0.7, 1.0) + (rough - 0.5) * rng.uniform(0, 0.8) * alpha, 0, 1)
@@ -310,11 +342,11 @@ def paint_wall(rng, alpha, off, cells, box, easy) -> np.ndarray:
     return _blend(img, ink, paint)
 
 
-def paint_label(rng, alpha, off, cells, box, easy) -> np.ndarray:
+def paint_label(rng, alpha, off, cells, box, look: Look) -> np.ndarray:
     """Printed label, sticker or screen: flat colours, either polarity."""
     h, w = alpha.shape
-    bg, ink = polarity_pair(rng, 0.0 if easy else rng.uniform(0, 0.5))
-    img = _textured(rng, h, w, bg, 0 if easy else rng.uniform(0, 8))
+    bg, ink = polarity_pair(rng, 0.0 if look.easy else rng.uniform(0, 0.5), look)
+    img = _textured(rng, h, w, bg, 0 if look.easy else rng.uniform(0, 8))
     return _blend(img, ink, alpha)
 
 
@@ -333,10 +365,13 @@ PAINTERS = {
 class Renderer:
     """Draws (image, label) samples; ``difficulty`` 'easy' or 'full', ``empty_rate`` share of no-number crops."""
 
-    def __init__(self, difficulty: str = "full", empty_rate: float = 0.06, max_len: int = MAX_LEN):
+    def __init__(
+        self, difficulty: str = "full", empty_rate: float = 0.06, max_len: int = MAX_LEN, colour: bool = False
+    ):
         if difficulty not in DIFFICULTIES:
             raise ValueError(f"unknown difficulty {difficulty!r}: want one of {', '.join(DIFFICULTIES)}")
         self.easy = difficulty == "easy"
+        self.look = Look(easy=self.easy, grey=not colour)
         self.empty_rate = empty_rate
         self.max_len = max_len
         fonts = glyph_sets(EASY_FONTS) if self.easy else glyph_sets()
@@ -379,7 +414,7 @@ class Renderer:
         cells = [(a - x0, b - y0, c - x0, d - y0) for a, b, c, d in lay.cells]
         bx0, by0, bx1, by1 = lay.box
         box = (bx0 - x0, by0 - y0, bx1 - x0, by1 - y0)
-        img = PAINTERS[style](rng, alpha, off, cells, box, self.easy)
+        img = PAINTERS[style](rng, alpha, off, cells, box, self.look)
         img = np.clip(img, 0, 255).astype(np.uint8)
         img = self._resize(rng, img)
         img = effects.camera(img, rng, 0.25 if self.easy else rng.uniform(0.2, 1.0))
@@ -406,14 +441,17 @@ class Renderer:
         if not self.easy and rng.random() < 0.3:  # clutter: a line or an edge of something
             p = rng.integers(0, [w, h, w, h])
             cv2.line(alpha, (int(p[0]), int(p[1])), (int(p[2]), int(p[3])), 1.0, int(rng.integers(1, 4)))
-        img = PAINTERS[style](rng, alpha, None, [], (0, 0, w, h), self.easy)
+        img = PAINTERS[style](rng, alpha, None, [], (0, 0, w, h), self.look)
         img = np.clip(img, 0, 255).astype(np.uint8)
         return effects.camera(img, rng, 0.25 if self.easy else rng.uniform(0.2, 1.0))
 
 
 def iter_rendered(split: str, rng: np.random.Generator, difficulty: str = "full", empty_rate: float = 0.06,
-                  max_len: int = MAX_LEN):
-    """The ``rendered`` source: an endless stream for every split (splits differ by their seeds only)."""
-    renderer = Renderer(difficulty, empty_rate, max_len)
+                  max_len: int = MAX_LEN, colour: bool = False):
+    """The ``rendered`` source: an endless stream for every split (splits differ by their seeds only).
+
+    Crops come grey (what the model sees; fastest) unless ``colour=True`` (contact sheets, scenes).
+    """
+    renderer = Renderer(difficulty, empty_rate, max_len, colour)
     while True:
         yield renderer.sample(rng)

@@ -1,0 +1,65 @@
+"""Samples per second of each data source on one core, as the model sees them (after ``prepare_crop``).
+
+    .venv/bin/python bench/data_speed.py [--n 2000] [--sources rendered mnist ...] [--svhn-dir DIR]
+
+Runs with TensorFlow and OpenCV held to one thread, so the number is per core; the target for the
+rendered source is >= 1,000 samples/s (docs/DATA.md records the measurements).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cv2  # noqa: E402
+
+from device.contract import prepare_crop  # noqa: E402
+from trainer.sources import SOURCES, iter_samples, iter_scenes  # noqa: E402
+
+DEFAULT = ("rendered", "rendered-easy", "mnist", "meters", "meter-strips", "scenes")
+
+
+def measure(stream, n: int, prepare: bool = True) -> float:
+    """Samples/s over n samples, after a short warm-up (font loading, archive extraction)."""
+    for _ in itertools.islice(stream, 20):
+        pass
+    start = time.perf_counter()
+    count = 0
+    for item in itertools.islice(stream, n):
+        if prepare:
+            prepare_crop(item[0])
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def stream_for(name: str, args):
+    if name == "scenes":
+        return iter_scenes("train", 0)
+    if name == "rendered-easy":
+        return iter_samples("rendered", "train", 0, difficulty="easy")
+    options = {"svhn_dir": args.svhn_dir} if name == "svhn" else {}
+    return iter_samples(name, "train", 0, **options)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--sources", nargs="+", default=list(DEFAULT), choices=[*SOURCES, *DEFAULT])
+    parser.add_argument("--svhn-dir", type=Path, default=None)
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    print(f"{'source':<14} {'samples/s (1 core)':>20}")
+    for name in args.sources:
+        n = args.n // 10 if name == "scenes" else args.n
+        rate = measure(stream_for(name, args), n, prepare=name != "scenes")
+        print(f"{name:<14} {rate:>20.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
