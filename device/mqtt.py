@@ -128,7 +128,8 @@ class Publisher:
                 pass
         self._stopping = True
         self._wake.set()
-        self.client.disconnect()
+        if self.connected:
+            self.client.disconnect()
         self.client.loop_stop()
         if self._pump_thread.is_alive():
             self._pump_thread.join(timeout=2.0)
@@ -197,7 +198,10 @@ class Publisher:
             return
         name = self.topics.command_name(message.topic)
         if name is not None and self.on_command is not None:
-            self.on_command(name, bytes(message.payload))
+            try:
+                self.on_command(name, bytes(message.payload))
+            except Exception:  # an exception here would end paho's network thread
+                log.exception("command %r could not be queued", name)
 
     # ---- the pump thread ------------------------------------------------------------------------------
 
