@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib
 import itertools
 import logging
+import os
 import zlib
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -32,6 +34,18 @@ SOURCES = {
 }
 
 Sample = tuple[np.ndarray, str]
+
+
+def shared_data_dir() -> Path:
+    """The team's read-only data folder: $DIGITCAM_DATA, else ``../shared/data`` beside the project root."""
+    env = os.environ.get("DIGITCAM_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def cache_dir() -> Path:
+    """Where archives are extracted once (never inside the repository): $DIGITCAM_CACHE or ~/.cache/digitcam."""
+    env = os.environ.get("DIGITCAM_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "digitcam"
 
 
 def source_names() -> tuple[str, ...]:
