@@ -203,12 +203,14 @@ class OpenCVSource(Source):
             self.dropped = self._grabber.dropped
             return check_frame(frame, f"frame from {self.name}")
         ok, frame = self._cap.read(self._buffer)  # reuse one buffer: no allocation per frame
-        if not ok and self.loop:
+        if not ok and (self.loop or not Path(self.target).is_file()):
+            if not Path(self.target).is_file():  # an open file outlives its unlinking: check the name
+                raise SourceError(f"video file {self.target} has gone")
             self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, frame = self._cap.read(self._buffer)
-        if not ok:
-            if self.loop or not Path(self.target).is_file():
+            if not ok:
                 raise SourceError(f"video file {self.target} cannot be read")
+        if not ok:
             return None
         self._buffer = frame
         return frame
