@@ -1,0 +1,89 @@
+"""Scenes for the locator: a rendered number composited into a larger frame, with its box.
+
+A frame is a background (wall, door, dashboard or meter face: gradient, texture, panels, lines),
+clutter that is not a number (letters, symbols, shapes), and usually one number crop from the
+rendered source pasted at a random place and size. The box (x, y, w, h) is the pasted crop: the number
+with the margin a recognizer crop has. One frame in ten has no number (label '', box None).
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+
+import cv2
+import numpy as np
+
+from trainer import effects
+from trainer.render import Renderer
+
+log = logging.getLogger(__name__)
+
+EMPTY_RATE = 0.1
+_LETTERS = string.ascii_letters + "#.-/:%"
+_FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_PLAIN)
+
+
+def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A wall, door, panel or meter face: two-colour gradient, texture, a few panels and lines."""
+    a, b = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    t = np.linspace(0, 1, h if rng.random() < 0.5 else w, dtype=np.float32)
+    ramp = t[:, None, None] if len(t) == h else t[None, :, None]
+    img = np.ascontiguousarray(np.broadcast_to(a * (1 - ramp) + b * ramp, (h, w, 3)), dtype=np.float32)
+    img = img + (effects.window(effects.texture_bank(), h, w, rng)[:, :, None] - 0.5) * rng.uniform(10, 80)
+    for _ in range(int(rng.integers(0, 5))):  # panels, windows, frames
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        x1, y1 = x0 + int(rng.integers(20, w // 2)), y0 + int(rng.integers(20, h // 2))
+        colour = tuple(float(v) for v in rng.uniform(0, 255, 3))
+        cv2.rectangle(img, (x0, y0), (x1, y1), colour, -1 if rng.random() < 0.5 else int(rng.integers(1, 6)))
+    for _ in range(int(rng.integers(0, 4))):
+        p = rng.integers(0, [w, h, w, h])
+        colour = tuple(float(v) for v in rng.uniform(0, 255, 3))
+        cv2.line(img, (int(p[0]), int(p[1])), (int(p[2]), int(p[3])), colour, int(rng.integers(1, 8)))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def clutter(img: np.ndarray, rng: np.random.Generator, avoid: tuple[int, int, int, int] | None) -> None:
+    """Words and symbols that are not numbers, kept off the number's box so its label stays true."""
+    h, w = img.shape[:2]
+    for _ in range(int(rng.integers(0, 6))):
+        text = "".join(rng.choice(list(_LETTERS), int(rng.integers(1, 7))))
+        scale = rng.uniform(0.4, 2.0)
+        thickness = int(rng.integers(1, 4))
+        (tw, th), _ = cv2.getTextSize(text, _FONTS[int(rng.integers(len(_FONTS)))], scale, thickness)
+        x, y = int(rng.integers(0, max(1, w - tw))), int(rng.integers(th, max(th + 1, h)))
+        if avoid is not None:
+            ax, ay, aw, ah = avoid
+            if x < ax + aw and x + tw > ax and y - th < ay + ah and y > ay:
+                continue
+        colour = tuple(float(v) for v in rng.uniform(0, 255, 3))
+        cv2.putText(img, text, (x, y), _FONTS[int(rng.integers(len(_FONTS)))], scale, colour, thickness, cv2.LINE_AA)
+
+
+def paste(frame: np.ndarray, crop: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """Paste the crop scaled to 4-40 % of the frame height at a random place; returns its box."""
+    h, w = frame.shape[:2]
+    ch, cw = crop.shape[:2]
+    target_h = int(h * rng.uniform(0.04, 0.4))
+    scale = min(target_h / ch, 0.95 * w / cw)
+    nh, nw = max(4, int(ch * scale)), max(4, int(cw * scale))
+    crop = cv2.resize(crop, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    x, y = int(rng.integers(0, w - nw + 1)), int(rng.integers(0, h - nh + 1))
+    frame[y : y + nh, x : x + nw] = crop
+    return x, y, nw, nh
+
+
+def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int] = (480, 640), difficulty: str = "full"):
+    """Endless (frame RGB uint8 [h, w, 3], label, box (x, y, w, h) or None) for the locator."""
+    h, w = size
+    renderer = Renderer(difficulty, empty_rate=0.0, colour=True)
+    while True:
+        frame = background(rng, h, w)
+        if rng.random() < EMPTY_RATE:
+            label, box = "", None
+        else:
+            crop, label = renderer.sample(rng)
+            box = paste(frame, crop, rng)
+        clutter(frame, rng, box)
+        frame = effects.camera(frame, rng, rng.uniform(0.0, 0.6))
+        yield frame, label, box
