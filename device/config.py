@@ -31,7 +31,7 @@ class DeviceConfig:
     """Who this daemon is and where it keeps its state."""
 
     name: str = "digitcam"
-    state_dir: str = ""  # default: $STATE_DIRECTORY (systemd) or ~/.local/state/digitcam
+    state_dir: str = ""  # default: $STATE_DIRECTORY (systemd) or ~/.local/state/digitcam/<name>
     model: str = ""  # default: the bundled model
     locator: str = ""  # default: the bundled locator, if any
     threads: int = 1
@@ -109,7 +109,7 @@ class Config:
         env = os.environ.get("STATE_DIRECTORY")
         if env:
             return Path(env.split(":")[0])
-        return Path.home() / ".local" / "state" / "digitcam"
+        return Path.home() / ".local" / "state" / "digitcam" / self.device.name
 
 
 # Keys of the password pair and derived values are not settable in the file.
