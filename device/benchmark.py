@@ -1,0 +1,179 @@
+"""``digitcam bench``: how fast the installed model reads on this machine, median and p95 ms per crop.
+
+A user sizing a Pi asks "how many reads per second will I get here?"; this answers it on the device
+itself, without TensorFlow or data sets. It times the real call path: ``Recognizer.read`` on a crop
+(prepare + invoke + decode) and, when a locator is installed, ``Locator.find`` + ``read`` on a 640x480
+frame. Inputs are synthetic (a number drawn with OpenCV): latency depends on sizes, not on the digits.
+
+``bench/latency.py`` reuses ``measure`` for its tables and runs this module as a subprocess in the
+tflite-runtime venv: ``python -m device.benchmark --runtime tflite-runtime --json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from device import locate
+from device.recognize import Recognizer
+
+log = logging.getLogger(__name__)
+
+FRAME_SIZE = (480, 640)  # height, width: the daemon's usual camera frame
+WARMUP_RUNS = 20
+
+
+def draw_number(image: np.ndarray, text: str, box: tuple[int, int, int, int]) -> None:
+    """Draw ``text`` as dark digits on a light plate filling ``box`` (x, y, w, h), in place."""
+    x, y, w, h = box
+    cv2.rectangle(image, (x, y), (x + w, y + h), (225, 225, 215), thickness=-1)
+    scale = cv2.getFontScaleFromHeight(cv2.FONT_HERSHEY_SIMPLEX, int(h * 0.6), 2)
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
+    org = (x + max(0, (w - tw) // 2), y + (h + th) // 2)
+    cv2.putText(image, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (30, 30, 30), 2, cv2.LINE_AA)
+
+
+def synthetic_crop(text: str = "04711", height: int = 40, width: int = 160) -> np.ndarray:
+    """A crop of the size a number usually has in a 640x480 frame."""
+    crop = np.full((height, width, 3), 225, np.uint8)
+    draw_number(crop, text, (0, 0, width, height))
+    return crop
+
+
+def synthetic_frame(text: str = "04711", seed: int = 0) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A 640x480 frame of mild noise with one number plate; returns (frame, the plate's box)."""
+    rng = np.random.default_rng(seed)
+    h, w = FRAME_SIZE
+    frame = rng.normal(110, 25, (h, w, 3)).clip(0, 255).astype(np.uint8)
+    frame = cv2.GaussianBlur(frame, (5, 5), 0)
+    box = (240, 200, 160, 40)
+    draw_number(frame, text, box)
+    return frame, box
+
+
+def summarize(samples_ms) -> dict:
+    """Median and 95th percentile of a list of milliseconds."""
+    arr = np.asarray(samples_ms, dtype=np.float64)
+    return {"median_ms": float(np.median(arr)), "p95_ms": float(np.percentile(arr, 95)), "n": int(arr.size)}
+
+
+def time_calls(call, runs: int, warmup: int = WARMUP_RUNS) -> dict:
+    """Wall time of ``call()`` over ``runs`` calls after ``warmup`` untimed ones (caches, XNNPACK packing)."""
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - start) * 1000.0)
+    return summarize(samples)
+
+
+def read_frame(locator, recognizer, frame: np.ndarray, fallback_box) -> None:
+    """One frame's work in the daemon: find the number, crop it, read it.
+
+    If the locator misses the synthetic plate the read still runs on ``fallback_box``, so the figure is
+    always locate + read.
+    """
+    box = locator.find(frame) or fallback_box
+    recognizer.read([locate.crop(frame, box)])
+
+
+def measure_reader(recognizer, runs: int = 300, locator=None) -> dict:
+    """Per-crop (and, with a locator, per-frame) latency of anything with ``read(crops)``."""
+    crop = synthetic_crop()
+    result = {"crop": time_calls(lambda: recognizer.read([crop]), runs)}
+    if locator is not None:
+        frame, box = synthetic_frame()
+        result["frame"] = time_calls(lambda: read_frame(locator, recognizer, frame, box), runs)
+        result["locator"] = str(locator.model_path)
+        result["locator_macs"] = locator.manifest.get("macs")
+        result["locator_found"] = locator.find(frame) is not None
+    return result
+
+
+def measure(model, threads: int = 1, runtime: str = "auto", runs: int = 300, locator_path=None) -> dict:
+    """Latency of one int8 model on one runtime and thread count; the locator is the bundled one unless
+    ``locator_path`` names another ('' for none)."""
+    recognizer = Recognizer(model, threads=threads, runtime=runtime)
+    locator = locate.default_locator(locator_path or None, threads=threads, runtime=runtime) if locator_path != "" else None
+    return {
+        "model": str(model),
+        "runtime": recognizer.runtime,
+        "threads": threads,
+        "macs": recognizer.manifest.data.get("macs"),
+        "size_bytes": Path(model).stat().st_size,
+        **measure_reader(recognizer, runs, locator),
+    }
+
+
+def machine() -> str:
+    """CPU model and core count, for the header of every table."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def print_table(result: dict) -> None:
+    print(f"# {machine()}")
+    print(f"{'what':<22} {'median ms':>10} {'p95 ms':>10} {'per s':>8}")
+    rows = [("crop (read)", result["crop"])]
+    if "frame" in result:
+        rows.append(("frame (locate+read)", result["frame"]))
+    for name, t in rows:
+        print(f"{name:<22} {t['median_ms']:>10.3f} {t['p95_ms']:>10.3f} {1000.0 / t['median_ms']:>8.0f}")
+
+
+def summary_line(result: dict) -> str:
+    line = (f"digitcam bench: {Path(result['model']).name} on {result['runtime']}, {result['threads']} thread(s): "
+            f"{result['crop']['median_ms']:.3f} ms/crop median, {result['crop']['p95_ms']:.3f} ms p95")
+    if "frame" in result:
+        line += f"; {result['frame']['median_ms']:.3f} ms/frame (locate+read) median"
+    return line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``digitcam bench`` and ``python -m device.benchmark``."""
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--runtime", default="auto", choices=["auto", "litert", "tflite-runtime"])
+    parser.add_argument("--locator", default=None,
+                        help="locator .tflite for the per-frame figure (default: the bundled one; '' for none)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+
+def main(args) -> int:
+    from device.cli import default_model
+
+    model = getattr(args, "model", None) or default_model()
+    result = measure(model, threads=args.threads, runtime=getattr(args, "runtime", "auto"), runs=args.runs,
+                     locator_path=getattr(args, "locator", None))
+    if getattr(args, "json", False):
+        print(json.dumps(result))
+        return 0
+    print_table(result)
+    print(summary_line(result))
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cli = argparse.ArgumentParser(prog="python -m device.benchmark", description=__doc__.splitlines()[0])
+    add_arguments(cli)
+    sys.exit(main(cli.parse_args()))
