@@ -25,7 +25,7 @@ if command -v apt-get >/dev/null; then
   "$PY" -m venv --help >/dev/null 2>&1 || apt_install python3-venv
   if [ $DEV -eq 1 ]; then
     apt_install mosquitto mosquitto-clients fonts-dejavu-core fonts-liberation fonts-freefont-ttf \
-      fonts-urw-base35 fonts-dseg fonts-noto-core tesseract-ocr ansible systemd
+      fonts-urw-base35 fonts-dseg fonts-noto-core tesseract-ocr ansible ansible-lint systemd
   fi
 fi
 

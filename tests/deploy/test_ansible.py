@@ -1,0 +1,150 @@
+"""The Ansible deployment, run for real against localhost into a temporary root prefix.
+
+The tests that share the ``deployed`` device keep its desired state (``device.vars``) in step with
+what they deploy, so they pass in any order.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import tomllib
+
+from tests.deploy.conftest import ANSIBLE_DIR, PLAYBOOK, REPO, UNIT_FILE, ansible_env, require_tool, write_model
+
+
+def mode_of(path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_playbook_passes_the_syntax_check(tmp_path):
+    proc = subprocess.run(
+        [require_tool("ansible-playbook"), "--syntax-check", "-i", str(ANSIBLE_DIR / "inventory.example.yml"),
+         str(PLAYBOOK)], capture_output=True, text=True, env=ansible_env(tmp_path), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_ansible_lint_production_profile_passes(tmp_path):
+    proc = subprocess.run(
+        [require_tool("ansible-lint"), "--offline", "--profile", "production", "--nocolor", "ansible/"],
+        cwd=REPO, capture_output=True, text=True, env=ansible_env(tmp_path), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+def test_first_run_lays_out_the_files_with_their_content_and_modes(deployed):
+    assert deployed.first_run.recap["changed"] > 0
+    config_dir = deployed.path("/etc/digitcam")
+    assert mode_of(config_dir) == 0o755
+
+    password = config_dir / "mqtt-password"
+    assert password.read_text() == 'pa"ss word'
+    assert mode_of(password) == 0o600  # the daemon refuses a password file anyone else can read
+    assert 'pa"ss word' not in deployed.first_run.output
+
+    config_file = config_dir / "digitcam.toml"
+    assert mode_of(config_file) == 0o640
+    config = tomllib.loads(config_file.read_text())
+    assert config["device"] == {
+        "name": "cellar-meter",
+        "state_dir": str(deployed.path("/var/lib/digitcam")),
+        "model": str(deployed.path("/var/lib/digitcam/models/current/digitcam.tflite")),
+    }
+    assert config["camera"] == {"source": "/dev/video0", "width": 640, "height": 480, "fps": 2}
+    assert config["mqtt"] == {"host": "broker.local", "port": 1883, "tls": False, "username": "digitcam",
+                              "password_file": str(password)}
+    assert config["sensor"] == [{"name": "water", "roi": [100, 200, 300, 80], "mode": "meter", "unit": "m³"}]
+
+    unit = deployed.path("/etc/systemd/system/digitcam.service")
+    assert mode_of(unit) == 0o644
+    # The same unit as systemd/digitcam.service except for the test's user and the prefix.
+    expected = UNIT_FILE.read_text().replace("/opt/", f"{deployed.root}/opt/").replace(
+        "/etc/digitcam/", f"{deployed.root}/etc/digitcam/")
+    expected = expected.replace("User=digitcam", f"User={deployed.vars['digitcam_user']}").replace(
+        "Group=digitcam", f"Group={deployed.vars['digitcam_group']}")
+    assert unit.read_text() == expected
+
+    models = deployed.path("/var/lib/digitcam/models")
+    assert os.readlink(models / "current") == "1.0.0"
+    assert (models / "current" / "digitcam.tflite").read_bytes() == b"fake tflite model, version 1.0.0"
+    assert mode_of(models / "1.0.0" / "digitcam.tflite") == 0o640
+    assert mode_of(deployed.path("/var/lib/digitcam")) == 0o750
+
+
+def test_installed_digitcam_accepts_the_rendered_config(deployed):
+    """The role's template and the daemon's config schema agree: the real check-config says ok."""
+    digitcam = deployed.path("/opt/digitcam/venv/bin/digitcam")
+    config_file = deployed.path("/etc/digitcam/digitcam.toml")
+    proc = subprocess.run([str(digitcam), "check-config", str(config_file)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "ok: device cellar-meter" in proc.stdout
+
+
+def test_second_run_changes_nothing(deployed):
+    second = deployed.run()
+    assert second.returncode == 0, second.output[-4000:]
+    assert second.recap["changed"] == 0, second.output[-4000:]
+
+
+def test_config_tag_check_diff_shows_the_change_without_making_it(deployed):
+    config_file = deployed.path("/etc/digitcam/digitcam.toml")
+    before = config_file.read_text()
+    dry = deployed.run("--tags", "config", "--check", "--diff", digitcam_mqtt_host="new-broker.local")
+    assert dry.returncode == 0, dry.output[-4000:]
+    assert dry.recap["changed"] == 1
+    assert '+host = "new-broker.local"' in dry.output
+    assert "Upload the model" not in dry.output  # --tags config leaves the model alone
+    assert 'pa"ss word' not in dry.output
+    assert config_file.read_text() == before
+
+
+def test_a_config_the_daemon_rejects_never_lands(deployed):
+    config_file = deployed.path("/etc/digitcam/digitcam.toml")
+    before = config_file.read_text()
+    bad_sensor = {"name": "water", "roi": [100, 200, 300, 80], "mode": "meters"}
+    run = deployed.run("--tags", "config", digitcam_sensors=[bad_sensor])
+    assert run.returncode != 0
+    assert "'meters' is not one of number, meter" in run.output
+    assert config_file.read_text() == before
+
+
+def test_a_username_without_a_vault_password_is_refused(deployed):
+    run = deployed.run("--tags", "config", digitcam_mqtt_password="")
+    assert run.returncode != 0
+    assert "a digitcam_mqtt_username needs digitcam_mqtt_password" in run.output
+
+
+def test_model_whose_checksum_does_not_match_its_manifest_is_refused(deployed, tmp_path):
+    models = deployed.path("/var/lib/digitcam/models")
+    previous = os.readlink(models / "current")
+    bad = write_model(tmp_path, "9.9.9-bad", b"a model damaged on its way", manifest_sha256="ab" * 32)
+    run = deployed.run("--tags", "model", digitcam_model=str(bad))
+    assert run.returncode != 0
+    assert "model checksum mismatch on localhost" in run.output
+    assert "the previous model stays in use" in run.output
+    assert os.readlink(models / "current") == previous
+    assert not (models / "9.9.9-bad").exists()
+
+
+def test_new_model_version_lands_beside_the_old_one_and_becomes_current(deployed, tmp_path):
+    models = deployed.path("/var/lib/digitcam/models")
+    previous = os.readlink(models / "current")
+    new = write_model(tmp_path, "2.0.0", b"fake tflite model, version 2.0.0")
+    run = deployed.run("--tags", "model", digitcam_model=str(new))
+    assert run.returncode == 0, run.output[-4000:]
+    deployed.vars["digitcam_model"] = str(new)  # the device's desired state from now on
+    assert os.readlink(models / "current") == "2.0.0"
+    assert (models / "current" / "digitcam.json").is_file()
+    assert (models / previous / "digitcam.tflite").is_file()  # kept for a roll-back
+
+
+def test_an_installed_version_is_never_overwritten_with_other_content(deployed, tmp_path):
+    models = deployed.path("/var/lib/digitcam/models")
+    current = os.readlink(models / "current")
+    installed = (models / current / "digitcam.tflite").read_bytes()
+    impostor = write_model(tmp_path, current, b"different bytes under the same version")
+    run = deployed.run("--tags", "model", digitcam_model=str(impostor))
+    assert run.returncode != 0
+    assert f"model version {current} is already installed on localhost" in run.output
+    assert (models / current / "digitcam.tflite").read_bytes() == installed
