@@ -1,20 +1,315 @@
-"""Finding the number in a frame. Until the locator model exists the whole frame is the crop."""
+"""Finding the number in a frame: the locator model, the crop it gives the recognizer, and a box tracker.
+
+The locator is a tiny int8 heat-map network (``trainer/locator_model.py``; design and measurements in
+``docs/LOCATOR.md``). A frame is letterboxed, grey, into the model's input (``fit_frame``); the model
+says for each grid cell how likely it lies on the number and how far the number's edges are from it.
+``decode_heatmap`` turns that into one box: the cells around the strongest peak vote for the edges,
+weighted by their heat. No peak above the threshold means no number (``None``).
+
+The box is then widened by a margin the way the recognizer's training crops were cut
+(``trainer.render.frame``) and mapped back to full-resolution pixels, so the crop is read at full detail.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
 import numpy as np
 
+from device.contract import to_gray
+from device.errors import ModelError
+from device.manifest import manifest_path, sha256_of
+from device.recognize import _dequantize
+from device.runtime import build_interpreter
 
-def whole_frame(frame: np.ndarray) -> tuple[int, int, int, int]:
+log = logging.getLogger(__name__)
+
+REPO_LOCATOR = Path(__file__).resolve().parent.parent / "models" / "locator.tflite"
+LOCATOR_KIND = "locator"
+LOCATOR_PREPROCESS = "gray-letterbox-locator-v1"
+STRIDE = 4  # input pixels per output cell
+BOX_UNIT = 8.0  # the ``box`` output counts edge distances in units of this many input pixels
+DEFAULT_THRESHOLD = 0.5  # peak heat below this: no number in the frame
+DEFAULT_MARGIN = 0.25  # of the number's height, added on every side before cropping
+BLOB_FRACTION = 0.5  # cells at least this share of the peak belong to the peak's blob
+MIN_ASPECT, MAX_ASPECT = 1.0, 6.0  # the crop's width:height range, as in the recognizer's training crops
+
+Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
+
+
+def whole_frame(frame: np.ndarray) -> Box:
     """The box (x, y, w, h) covering the whole frame: what ``--no-locate`` reads."""
     return 0, 0, int(frame.shape[1]), int(frame.shape[0])
 
 
-def crop(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+def crop(frame: np.ndarray, box: Box) -> np.ndarray:
     x, y, w, h = box
     return frame[y : y + h, x : x + w]
 
 
-def default_locator(path=None):
-    """The locator to use by default; None (read the whole frame) until a locator model is bundled."""
+def box_iou(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes; 0 when either is empty."""
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax1, bx1) - max(a[0], b[0]))
+    ih = max(0.0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+# ---- geometry shared with the trainer -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Where a frame sits in the model input after letterboxing: input = frame * scale + (left, top)."""
+
+    scale: float
+    left: int
+    top: int
+
+    def to_input(self, box) -> tuple[float, float, float, float]:
+        """Frame (x, y, w, h) -> input-pixel corners (x0, y0, x1, y1)."""
+        x, y, w, h = box
+        s = self.scale
+        return x * s + self.left, y * s + self.top, (x + w) * s + self.left, (y + h) * s + self.top
+
+    def to_frame(self, corners) -> tuple[float, float, float, float]:
+        """Input-pixel corners (x0, y0, x1, y1) -> frame (x, y, w, h), floats."""
+        x0, y0, x1, y1 = corners
+        s = self.scale
+        return (x0 - self.left) / s, (y0 - self.top) / s, (x1 - x0) / s, (y1 - y0) / s
+
+
+def fit_frame(frame: np.ndarray, height: int, width: int) -> tuple[np.ndarray, Fit]:
+    """Any frame -> (grey uint8 ``[height, width]`` letterboxed, keeping the aspect ratio; its Fit).
+
+    Letterboxing, not stretching, keeps a number's shape the same in a 4:3 frame, a 16:9 frame and a
+    tight 4:1 crop, so one model finds all of them. Padding is mid-grey.
+    """
+    gray = to_gray(frame)
+    h, w = gray.shape
+    scale = min(height / h, width / w)
+    new_w, new_h = max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    small = cv2.resize(gray, (new_w, new_h), interpolation=interp)
+    left, top = (width - new_w) // 2, (height - new_h) // 2
+    if (new_w, new_h) != (width, height):
+        small = cv2.copyMakeBorder(small, top, height - new_h - top, left, width - new_w - left,
+                                   cv2.BORDER_CONSTANT, value=128)
+    return small, Fit(scale=scale, left=left, top=top)
+
+
+def cell_centres(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input-pixel centres of the output grid's columns (x) and rows (y)."""
+    return (np.arange(cols, dtype=np.float32) + 0.5) * STRIDE, (np.arange(rows, dtype=np.float32) + 0.5) * STRIDE
+
+
+def decode_heatmap(heat: np.ndarray, ltrb: np.ndarray, threshold: float) -> tuple[tuple, float] | None:
+    """One frame's ``heat [rows, cols]`` and ``ltrb [rows, cols, 4]`` -> (input corners x0 y0 x1 y1, peak) or None.
+
+    The blob of cells connected to the peak (heat >= ``BLOB_FRACTION`` of it) votes: each cell's box is
+    its centre minus/plus its predicted edge distances, averaged with the cells' heat as weights.
+    """
+    peak_at = int(np.argmax(heat))
+    peak = float(heat.flat[peak_at])
+    if peak < threshold:
+        return None
+    mask = (heat >= peak * BLOB_FRACTION).astype(np.uint8)
+    _, labels = cv2.connectedComponents(mask, connectivity=8)
+    blob = labels == labels.flat[peak_at]
+    cx, cy = cell_centres(*heat.shape)
+    xs, ys = np.meshgrid(cx, cy)
+    d = ltrb[blob] * BOX_UNIT
+    corners = np.stack([xs[blob] - d[:, 0], ys[blob] - d[:, 1], xs[blob] + d[:, 2], ys[blob] + d[:, 3]], axis=1)
+    weights = heat[blob]
+    return tuple(float(v) for v in weights @ corners / weights.sum()), peak
+
+
+def expand(box, frame_shape, margin: float) -> Box:
+    """A tight (x, y, w, h) -> the crop the recognizer expects, in whole pixels inside the frame.
+
+    ``margin`` times the number's height on every side, then widened to at least 1:1 or heightened to
+    at most 6:1 around its centre, as ``trainer.render.frame`` cuts the training crops.
+    """
+    x, y, w, h = (float(v) for v in box)
+    m = margin * h
+    x0, y0, x1, y1 = x - m, y - m, x + w + m, y + h + m
+    cw, ch = x1 - x0, y1 - y0
+    if cw < MIN_ASPECT * ch:
+        grow = (MIN_ASPECT * ch - cw) / 2
+        x0, x1 = x0 - grow, x1 + grow
+    elif cw > MAX_ASPECT * ch:
+        grow = (cw / MAX_ASPECT - ch) / 2
+        y0, y1 = y0 - grow, y1 + grow
+    fh, fw = frame_shape[:2]
+    x0, y0 = int(max(0, np.floor(x0))), int(max(0, np.floor(y0)))
+    x1, y1 = int(min(fw, np.ceil(x1))), int(min(fh, np.ceil(y1)))
+    return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
+
+
+# ---- the model ---------------------------------------------------------------------------------------
+
+
+def load_locator_manifest(model_path: Path) -> dict:
+    """Read and verify the locator's manifest (kind, preprocessing, sha256); a mismatch is a ModelError."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelError(f"locator model not found: {model_path}")
+    path = manifest_path(model_path)
+    if not path.is_file():
+        raise ModelError(f"locator manifest not found: {path} (every model needs its manifest beside it)")
+    try:
+        data = json.loads(path.read_text())
+        kind, preprocess, sha = data["kind"], data["input"]["preprocess"], data["sha256"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"locator manifest {path} is corrupt: {exc.__class__.__name__}: {exc}") from None
+    if kind != LOCATOR_KIND:
+        raise ModelError(f"{model_path} is not a locator: its manifest says kind {kind!r}")
+    if preprocess != LOCATOR_PREPROCESS:
+        raise ModelError(f"locator {model_path} expects preprocessing {preprocess!r}, this digitcam does "
+                         f"{LOCATOR_PREPROCESS!r}")
+    actual = sha256_of(model_path)
+    if actual != sha:
+        raise ModelError(f"locator checksum mismatch: {model_path} has sha256 {actual[:16]}…, manifest says {sha[:16]}…")
+    return data
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The number's tight box in frame pixels (floats) and the heat-map peak that found it."""
+
+    box: tuple[float, float, float, float]
+    score: float
+
+
+class Locator:
+    """Finds the number in frames with one interpreter, built once; ``find`` gives the crop box."""
+
+    def __init__(self, model_path: str | Path = REPO_LOCATOR, threads: int = 1, runtime: str = "auto",
+                 threshold: float | None = None, margin: float | None = None):
+        self.model_path = Path(model_path)
+        self.manifest = load_locator_manifest(self.model_path)
+        self.threshold = float(threshold if threshold is not None else self.manifest.get("threshold", DEFAULT_THRESHOLD))
+        self.margin = float(margin if margin is not None else self.manifest.get("margin", DEFAULT_MARGIN))
+        self.interpreter, self.runtime = build_interpreter(self.model_path, threads=threads, prefer=runtime)
+        signatures = self.interpreter.get_signature_list()
+        if not signatures:
+            raise ModelError(f"locator {self.model_path} has no signature")
+        self._runner = self.interpreter.get_signature_runner(next(iter(signatures)))
+        inputs = self._runner.get_input_details()
+        self._outputs = self._runner.get_output_details()
+        if len(inputs) != 1 or not {"heatmap", "box"} <= set(self._outputs):
+            raise ModelError(f"locator {self.model_path} has inputs {sorted(inputs)} and outputs "
+                             f"{sorted(self._outputs)}: want one image input, 'heatmap' and 'box' outputs")
+        (self._input_name, details), = inputs.items()
+        shape = list(details["shape"])
+        if np.dtype(details["dtype"]) != np.uint8 or len(shape) != 4 or shape[3] != 1:
+            raise ModelError(f"locator {self.model_path} input is {np.dtype(details['dtype']).name}{shape}: "
+                             "want uint8[1, height, width, 1]")
+        self.height, self.width = int(shape[1]), int(shape[2])
+        log.info("locator %s@%s (%dx%d, threshold %.2f) on %s", self.manifest.get("name", "locator"),
+                 self.manifest.get("version", "?"), self.width, self.height, self.threshold, self.runtime)
+
+    def maps(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, Fit]:
+        """The raw outputs for one frame: heat ``[rows, cols]``, edge distances ``[rows, cols, 4]``, the Fit."""
+        small, fit = fit_frame(frame, self.height, self.width)
+        raw = self._runner(**{self._input_name: small[None, :, :, None]})
+        heat = _dequantize(raw["heatmap"], self._outputs["heatmap"])[0, :, :, 0]
+        ltrb = _dequantize(raw["box"], self._outputs["box"])[0]
+        return heat, ltrb, fit
+
+    def locate(self, frame: np.ndarray) -> Detection | None:
+        """The number's tight box in frame pixels, or None when no cell is hot enough."""
+        heat, ltrb, fit = self.maps(frame)
+        found = decode_heatmap(heat, ltrb, self.threshold)
+        if found is None:
+            return None
+        corners, score = found
+        return Detection(box=fit.to_frame(corners), score=score)
+
+    def find(self, frame: np.ndarray, roi: Box | None = None) -> Box | None:
+        """The crop box (x, y, w, h, with margin) of the number in ``frame``, or None.
+
+        With ``roi`` only that part of the frame is searched (a configured ROI narrowed by the locator);
+        the box is still in full-frame pixels.
+        """
+        if roi is not None:
+            x, y, _, _ = roi
+            box = self.find(crop(frame, roi))
+            return None if box is None else (box[0] + x, box[1] + y, box[2], box[3])
+        found = self.locate(frame)
+        if found is None:
+            return None
+        if min(found.box[2:]) <= 0:
+            return None
+        return expand(found.box, frame.shape, self.margin)
+
+    def describe(self) -> dict:
+        return {"name": self.manifest.get("name"), "version": self.manifest.get("version"),
+                "sha256": self.manifest["sha256"][:12]}
+
+
+def default_locator(path=None, **options) -> Locator | None:
+    """The locator to use: ``path`` (must exist), else the bundled model, else None (read the whole frame)."""
+    if path is not None:
+        return Locator(path, **options)
+    if REPO_LOCATOR.is_file():
+        return Locator(REPO_LOCATOR, **options)
+    log.warning("no locator model at %s: reading whole frames", REPO_LOCATOR)
     return None
+
+
+# ---- temporal stability ---------------------------------------------------------------------------------
+
+
+class BoxTracker:
+    """Keeps the daemon's crop steady: smooths the box between frames and rides out brief misses.
+
+    A box overlapping the tracked one (IoU >= ``match_iou``) moves it by ``alpha`` of the difference.
+    A box elsewhere replaces it only after ``switch_after`` consecutive frames agree on the new place
+    (a reflection or a passing sign does not steal the crop). After ``hold`` frames without any box
+    the track is dropped and ``update`` returns None.
+    """
+
+    def __init__(self, alpha: float = 0.4, match_iou: float = 0.3, switch_after: int = 3, hold: int = 5):
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1], not {alpha}")
+        self.alpha, self.match_iou, self.switch_after, self.hold = alpha, match_iou, switch_after, hold
+        self.reset()
+
+    def reset(self) -> None:
+        self._box: np.ndarray | None = None
+        self._misses = 0
+        self._candidate: np.ndarray | None = None
+        self._candidate_count = 0
+
+    @property
+    def box(self) -> Box | None:
+        return None if self._box is None else tuple(int(round(v)) for v in self._box)
+
+    def update(self, box: Box | None) -> Box | None:
+        """Feed this frame's box (or None); get the box to crop (or None)."""
+        if box is None:
+            self._misses += 1
+            if self._misses > self.hold:
+                self.reset()
+            return self.box
+        self._misses = 0
+        new = np.asarray(box, dtype=np.float64)
+        if self._box is None:
+            self._box = new
+        elif box_iou(new, self._box) >= self.match_iou:
+            self._box = self._box + self.alpha * (new - self._box)
+            self._candidate, self._candidate_count = None, 0
+        else:
+            same = self._candidate is not None and box_iou(new, self._candidate) >= self.match_iou
+            self._candidate_count = self._candidate_count + 1 if same else 1
+            self._candidate = new
+            if self._candidate_count >= self.switch_after:
+                self._box, self._candidate, self._candidate_count = new, None, 0
+        return self.box

@@ -1,0 +1,201 @@
+"""The locator: letterbox geometry, heat-map decoding, crop margins, the box tracker, and the committed model.
+
+Model tests run the real int8 ``models/locator.tflite`` through LiteRT on rendered scenes held out from
+training (the ``test`` split), so they fail if the model, its manifest or the decoding breaks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from device.errors import ModelError
+from device.locate import (
+    REPO_LOCATOR,
+    STRIDE,
+    BoxTracker,
+    Locator,
+    box_iou,
+    decode_heatmap,
+    default_locator,
+    expand,
+    fit_frame,
+)
+
+needs_model = pytest.mark.skipif(not REPO_LOCATOR.is_file(), reason="models/locator.tflite is not committed yet")
+
+
+# ---- geometry ----------------------------------------------------------------------------------------
+
+
+def test_letterbox_keeps_aspect_and_maps_boxes_back():
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[100:180, 200:400] = 255
+    small, fit = fit_frame(frame, 128, 160)
+    assert small.shape == (128, 160) and small.dtype == np.uint8
+    assert (fit.scale, fit.left, fit.top) == (0.25, 0, 4)
+    x0, y0, x1, y1 = fit.to_input((200, 100, 200, 80))
+    assert (x0, y0, x1, y1) == (50, 29, 100, 49)
+    assert small[30:48, 51:99].min() == 255 and small[:4].max() == 128  # the padding is mid-grey
+    assert fit.to_frame((x0, y0, x1, y1)) == pytest.approx((200, 100, 200, 80))
+
+
+def test_a_tight_wide_crop_is_letterboxed_not_stretched():
+    small, fit = fit_frame(np.full((32, 128), 50, np.uint8), 128, 160)
+    assert fit.scale == 1.25 and fit.top == 44
+    assert small[44:84].max() == 50 and small[:44].min() == 128
+
+
+def test_box_iou():
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+    assert box_iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+
+
+# ---- decoding ----------------------------------------------------------------------------------------
+
+
+def maps_for(corners, rows=32, cols=40, heat_value=0.9):
+    """Heat and ltrb maps as a perfect model would give them for one box (input-pixel corners)."""
+    x0, y0, x1, y1 = corners
+    cx = (np.arange(cols) + 0.5) * STRIDE
+    cy = (np.arange(rows) + 0.5) * STRIDE
+    xs, ys = np.meshgrid(cx, cy)
+    inside = (xs > x0) & (xs < x1) & (ys > y0) & (ys < y1)
+    heat = np.where(inside, heat_value, 0.02).astype(np.float32)
+    ltrb = np.stack([xs - x0, ys - y0, x1 - xs, y1 - ys], axis=-1).clip(0) / 8.0
+    return heat, (ltrb * inside[..., None]).astype(np.float32)
+
+
+def test_decode_recovers_the_box_from_the_cells_votes():
+    heat, ltrb = maps_for((21.0, 33.5, 97.0, 52.0))
+    corners, peak = decode_heatmap(heat, ltrb, threshold=0.5)
+    assert corners == pytest.approx((21.0, 33.5, 97.0, 52.0), abs=1e-4)
+    assert peak == pytest.approx(0.9)
+
+
+def test_decode_takes_the_strongest_blob_and_ignores_a_weaker_one():
+    heat, ltrb = maps_for((100.0, 80.0, 140.0, 100.0))
+    weak, weak_ltrb = maps_for((10.0, 10.0, 40.0, 30.0), heat_value=0.6)
+    heat, ltrb = np.maximum(heat, weak), ltrb + weak_ltrb
+    corners, _ = decode_heatmap(heat, ltrb, threshold=0.5)
+    assert corners == pytest.approx((100.0, 80.0, 140.0, 100.0), abs=1e-4)
+
+
+def test_decode_says_no_number_below_the_threshold():
+    heat, ltrb = maps_for((21.0, 33.5, 97.0, 52.0), heat_value=0.4)
+    assert decode_heatmap(heat, ltrb, threshold=0.5) is None
+
+
+def test_expand_adds_the_margin_keeps_the_aspect_range_and_stays_in_the_frame():
+    assert expand((100, 100, 60, 20), (480, 640), margin=0.25) == (95, 95, 70, 30)
+    x, y, w, h = expand((100, 100, 10, 40), (480, 640), margin=0.0)  # a single tall digit: widened to 1:1
+    assert (w, h) == (40, 40) and x == 85
+    x, y, w, h = expand((0, 100, 640, 20), (480, 640), margin=0.0)  # a long strip: at most 6:1
+    assert w == 640 and h == pytest.approx(640 / 6, abs=2)
+    assert expand((630, 470, 30, 30), (480, 640), margin=0.5) == (615, 455, 25, 25)
+
+
+# ---- the tracker -------------------------------------------------------------------------------------
+
+
+def test_tracker_smooths_small_moves():
+    t = BoxTracker(alpha=0.5)
+    assert t.update((100, 100, 60, 20)) == (100, 100, 60, 20)
+    assert t.update((110, 100, 60, 20)) == (105, 100, 60, 20)
+
+
+def test_tracker_ignores_a_one_frame_jump_but_follows_a_lasting_one():
+    t = BoxTracker(alpha=0.5, switch_after=3)
+    t.update((100, 100, 60, 20))
+    assert t.update((400, 300, 60, 20)) == (100, 100, 60, 20)
+    assert t.update((100, 100, 60, 20)) == (100, 100, 60, 20)
+    for _ in range(2):
+        assert t.update((400, 300, 60, 20)) == (100, 100, 60, 20)
+    assert t.update((400, 300, 60, 20)) == (400, 300, 60, 20)
+
+
+def test_tracker_holds_the_box_through_brief_misses_then_lets_go():
+    t = BoxTracker(hold=2)
+    t.update((100, 100, 60, 20))
+    assert t.update(None) == (100, 100, 60, 20)
+    assert t.update(None) == (100, 100, 60, 20)
+    assert t.update(None) is None
+    assert t.update((10, 10, 30, 10)) == (10, 10, 30, 10)
+
+
+# ---- the committed model -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def locator():
+    return Locator(REPO_LOCATOR)
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    pytest.importorskip("trainer.scenes")
+    from trainer.sources import iter_scenes
+
+    return list(itertools.islice(iter_scenes("test", 31337), 40))
+
+
+@needs_model
+def test_locator_finds_held_out_numbers(locator, scenes):
+    with_number = [(f, b) for f, _, b in scenes if b is not None]
+    ious = []
+    for frame, box in with_number:
+        found = locator.locate(frame)
+        ious.append(0.0 if found is None else box_iou(found.box, box))
+    assert np.mean(np.asarray(ious) >= 0.7) >= 0.8, sorted(ious)[:10]
+
+
+@needs_model
+def test_locator_says_none_on_frames_without_a_number(locator, scenes):
+    empty = [f for f, _, b in scenes if b is None]
+    flat = np.full((480, 640, 3), 90, np.uint8)
+    assert locator.find(flat) is None
+    assert sum(locator.find(f) is None for f in empty) >= 0.6 * len(empty)
+
+
+@needs_model
+def test_find_crops_with_margin_inside_the_frame_and_honours_an_roi(locator, scenes):
+    frame, _, box = next(s for s in scenes if s[2] is not None)
+    x, y, w, h = locator.find(frame)
+    assert 0 <= x and 0 <= y and x + w <= frame.shape[1] and y + h <= frame.shape[0]
+    assert box_iou((x, y, w, h), box) >= 0.5
+    bx, by, bw, bh = box
+    roi = (max(0, bx - 40), max(0, by - 30), min(frame.shape[1], bx + bw + 40) - max(0, bx - 40),
+           min(frame.shape[0], by + bh + 30) - max(0, by - 30))
+    in_roi = locator.find(frame, roi=roi)
+    assert in_roi is not None and box_iou(in_roi, box) >= 0.5
+
+
+@needs_model
+def test_default_locator_is_the_bundled_model():
+    assert isinstance(default_locator(), Locator)
+
+
+def test_an_explicit_missing_locator_path_is_a_one_line_error(tmp_path):
+    with pytest.raises(ModelError, match="locator model not found"):
+        default_locator(tmp_path / "nope.tflite")
+
+
+@needs_model
+def test_a_tampered_or_foreign_manifest_is_refused(tmp_path):
+    model = tmp_path / "locator.tflite"
+    shutil.copy(REPO_LOCATOR, model)
+    manifest = json.loads(REPO_LOCATOR.with_suffix(".json").read_text())
+    (tmp_path / "locator.json").write_text(json.dumps({**manifest, "sha256": "0" * 64}))
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        Locator(model)
+    (tmp_path / "locator.json").write_text(json.dumps({**manifest, "kind": "recognizer"}))
+    with pytest.raises(ModelError, match="not a locator"):
+        Locator(model)
+    (tmp_path / "locator.json").unlink()
+    with pytest.raises(ModelError, match="manifest not found"):
+        Locator(model)

@@ -1,0 +1,421 @@
+"""Train, measure and export the locator (``trainer/locator_model.py``) on rendered scenes.
+
+``python -m trainer.locator_train train --out runs/locator`` renders a training set of scenes once
+(cached as .npz), trains with checkpoints every epoch (run it again to resume), and
+``export`` writes ``models/locator.tflite`` + its manifest with the int8 conversion of
+``trainer.export``. ``eval`` measures the exported model through the device's own ``Locator`` on
+held-out scenes: box IoU, no-number scenes, and end to end with a recognizer; ``sheet`` draws a
+contact sheet of annotated scenes for a person to check. Numbers go to docs/LOCATOR.md.
+
+Training examples are whole scenes and, for a share of them, *zoomed* windows around the number
+(down to a tight crop), so the same model also finds a number that already fills the image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from device.locate import BOX_UNIT, LOCATOR_KIND, LOCATOR_PREPROCESS, STRIDE, cell_centres, crop, fit_frame
+
+log = logging.getLogger(__name__)
+
+POS_WEIGHT = 10.0  # number cells are ~1 % of the grid: weigh their heat-map error up
+ZOOM_RATE = 0.3  # share of training examples cut as a window around the number instead of the whole scene
+VAL_SEED, TEST_SEED = 1001, 2002
+CALIBRATION = 256
+# Training scenes are rendered at half the camera's size: 3.7x faster, and the model sees them at
+# 160x120 anyway. Held-out scenes are rendered at the full 480x640 the device sees.
+RENDER_SIZE = (240, 320)
+
+
+# ---- examples -------------------------------------------------------------------------------------------
+
+
+def zoom_window(frame_shape, box, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A random window (x, y, w, h) inside the frame that contains ``box``: from a tight crop to a wide view."""
+    fh, fw = frame_shape[:2]
+    if box is None:
+        ww = int(rng.uniform(0.15, 0.7) * fw)
+        wh = int(max(8, ww * rng.uniform(0.2, 0.8)))
+        return int(rng.integers(0, fw - ww + 1)), int(rng.integers(0, max(1, fh - wh + 1))), ww, min(wh, fh)
+    bx, by, bw, bh = box
+    if rng.random() < 0.5:  # tight: the number fills most of the window, like a recognizer crop
+        ww = bw / rng.uniform(0.6, 0.97)
+        wh = bh * rng.uniform(1.1, 2.5)
+    else:  # a closer view with some surroundings
+        ww = bw / rng.uniform(0.2, 0.6)
+        wh = ww * rng.uniform(0.5, 0.85)
+    ww, wh = min(fw, max(ww, bw)), min(fh, max(wh, bh))
+    x = rng.uniform(max(0, bx + bw - ww), max(0, min(bx, fw - ww)) + 1e-6)
+    y = rng.uniform(max(0, by + bh - wh), max(0, min(by, fh - wh)) + 1e-6)
+    return int(x), int(y), max(1, int(round(ww))), max(1, int(round(wh)))
+
+
+def scene_example(frame: np.ndarray, box, rng: np.random.Generator | None, height: int, width: int,
+                  zoom_rate: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A scene -> (model input ``[height, width]`` uint8, the number's input-pixel corners or NaNs)."""
+    if rng is not None and rng.random() < zoom_rate:
+        wx, wy, ww, wh = zoom_window(frame.shape, box, rng)
+        frame = frame[wy : wy + wh, wx : wx + ww]
+        if box is not None:
+            x0, y0 = max(box[0], wx), max(box[1], wy)
+            x1, y1 = min(box[0] + box[2], wx + ww), min(box[1] + box[3], wy + wh)
+            box = (x0 - wx, y0 - wy, x1 - x0, y1 - y0)
+    small, fit = fit_frame(frame, height, width)
+    corners = np.full(4, np.nan, np.float32) if box is None else np.asarray(fit.to_input(box), np.float32)
+    return small, corners
+
+
+def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_rate: float = 0.0,
+                   cache: Path | None = None, size: tuple[int, int] = RENDER_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` scenes as model inputs ``[n, h, w]`` uint8 and corners ``[n, 4]`` (NaN: no number); cached."""
+    if cache is not None and cache.is_file():
+        data = np.load(cache)
+        if len(data["images"]) >= n:
+            return data["images"][:n], data["corners"][:n]
+    from trainer.sources import iter_scenes
+
+    rng = np.random.default_rng(seed + 17)
+    images = np.zeros((n, height, width), np.uint8)
+    corners = np.zeros((n, 4), np.float32)
+    started = time.monotonic()
+    for i, (frame, _, box) in enumerate(itertools.islice(iter_scenes(split, seed, size=size), n)):
+        images[i], corners[i] = scene_example(frame, box, rng, height, width, zoom_rate)
+        if i and i % 2000 == 0:
+            log.info("%s scenes: %d/%d (%.0f/s)", split, i, n, i / (time.monotonic() - started))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, images=images, corners=corners)
+    return images, corners
+
+
+# ---- targets and losses ----------------------------------------------------------------------------------
+
+
+def encode_targets(corners, rows: int, cols: int):
+    """Corners ``[B, 4]`` (NaN: no number) -> heat ``[B, rows, cols, 1]`` and ltrb+weight ``[B, rows, cols, 5]``.
+
+    A cell is on the number when its centre lies inside the box; the cell holding the box's centre
+    always is, so a number thinner than a cell still has one. ltrb are the distances from the cell
+    centre to the box edges in ``BOX_UNIT`` pixels, the inverse of ``device.locate.decode_heatmap``.
+    """
+    import tensorflow as tf
+
+    corners = tf.convert_to_tensor(corners, tf.float32)
+    present = tf.logical_not(tf.reduce_any(tf.math.is_nan(corners), axis=1))
+    c = tf.where(present[:, None], corners, tf.zeros_like(corners))
+    cx, cy = (tf.constant(v) for v in cell_centres(rows, cols))
+    x0, y0, x1, y1 = (c[:, i, None, None] for i in range(4))
+    left, right = cx[None, None, :] - x0, x1 - cx[None, None, :]
+    top, bottom = cy[None, :, None] - y0, y1 - cy[None, :, None]
+    shape = [tf.shape(c)[0], rows, cols]
+    left, right = tf.broadcast_to(left, shape), tf.broadcast_to(right, shape)
+    top, bottom = tf.broadcast_to(top, shape), tf.broadcast_to(bottom, shape)
+    inside = (left > 0) & (right > 0) & (top > 0) & (bottom > 0)
+    col = tf.clip_by_value(tf.cast(tf.floor((x0 + x1) / 2 / STRIDE), tf.int32), 0, cols - 1)
+    row = tf.clip_by_value(tf.cast(tf.floor((y0 + y1) / 2 / STRIDE), tf.int32), 0, rows - 1)
+    centre = (tf.range(cols)[None, None, :] == col) & (tf.range(rows)[None, :, None] == row)
+    on = tf.cast((inside | centre) & present[:, None, None], tf.float32)
+    ltrb = tf.maximum(tf.stack([left, top, right, bottom], axis=-1), 0.0) / BOX_UNIT
+    return on[..., None], tf.concat([ltrb * on[..., None], on[..., None]], axis=-1)
+
+
+def heat_loss(y_true, y_pred):
+    """Binary cross-entropy per cell, number cells weighted ``POS_WEIGHT`` times."""
+    import tensorflow as tf
+
+    p = tf.clip_by_value(y_pred, 1e-6, 1 - 1e-6)
+    bce = -(y_true * tf.math.log(p) + (1 - y_true) * tf.math.log(1 - p))
+    return tf.reduce_mean(bce * (1 + (POS_WEIGHT - 1) * y_true), axis=[1, 2, 3])
+
+
+def box_loss(y_true, y_pred):
+    """IoU loss (UnitBox, Yu et al. 2016) of each number cell's box against the true box; scale-free."""
+    import tensorflow as tf
+
+    t, w = y_true[..., :4], y_true[..., 4]
+    inter = (tf.minimum(t[..., 0], y_pred[..., 0]) + tf.minimum(t[..., 2], y_pred[..., 2])) * (
+        tf.minimum(t[..., 1], y_pred[..., 1]) + tf.minimum(t[..., 3], y_pred[..., 3]))
+    area_t = (t[..., 0] + t[..., 2]) * (t[..., 1] + t[..., 3])
+    area_p = (y_pred[..., 0] + y_pred[..., 2]) * (y_pred[..., 1] + y_pred[..., 3])
+    iou = (inter + 1e-3) / (area_t + area_p - inter + 1e-3)
+    per_cell = -tf.math.log(tf.clip_by_value(iou, 1e-4, 1.0)) * w
+    return tf.reduce_sum(per_cell, axis=[1, 2]) / tf.maximum(tf.reduce_sum(w, axis=[1, 2]), 1.0)
+
+
+def training_dataset(images: np.ndarray, corners: np.ndarray, rows: int, cols: int, batch: int, seed: int):
+    """Shuffled, lightly augmented (gain, offset, inversion, noise) batches of (images, targets)."""
+    import tensorflow as tf
+
+    def augment(x, c):
+        x = tf.cast(x, tf.float32)[..., None]
+        n = tf.shape(x)[0]
+        gain = tf.random.uniform([n, 1, 1, 1], 0.6, 1.3)
+        offset = tf.random.uniform([n, 1, 1, 1], -40.0, 40.0)
+        x = (x - 128.0) * gain + 128.0 + offset
+        invert = tf.random.uniform([n, 1, 1, 1]) < 0.15
+        x = tf.where(invert, 255.0 - x, x)
+        x = x + tf.random.normal(tf.shape(x), stddev=tf.random.uniform([], 0.0, 6.0))
+        heat, box = encode_targets(c, rows, cols)
+        return tf.clip_by_value(x, 0.0, 255.0), {"heatmap": heat, "box": box}
+
+    ds = tf.data.Dataset.from_tensor_slices((images, corners)).shuffle(len(images), seed=seed)
+    return ds.batch(batch, drop_remainder=True).map(augment, num_parallel_calls=2).prefetch(2)
+
+
+# ---- training --------------------------------------------------------------------------------------------
+
+
+def train(out: Path, n_train: int = 12000, epochs: int = 12, batch: int = 32, lr: float = 3e-3, seed: int = 0,
+          width_mult: float = 1.0, height: int | None = None, width: int | None = None, cache: Path | None = None,
+          minutes: float | None = None):
+    """Train (or resume) a locator in ``out``: ``last.keras`` every epoch, ``state.json``, ``log.csv``."""
+    import keras
+
+    from trainer.locator_model import INPUT_HEIGHT, INPUT_WIDTH, build_locator, grid_shape
+
+    out.mkdir(parents=True, exist_ok=True)
+    state_file = out / "state.json"
+    state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    height, width = state.get("height", height or INPUT_HEIGHT), state.get("width", width or INPUT_WIDTH)
+    rows, cols = grid_shape(height, width)
+    cache = cache or out / f"scenes_train_{n_train}_{height}x{width}.npz"
+    images, corners = make_scene_set("train", n_train, seed, height, width, ZOOM_RATE, cache)
+    log.info("training set: %d scenes, %d without a number", len(images), int(np.isnan(corners[:, 0]).sum()))
+    last = out / "last.keras"
+    if last.is_file():
+        model = keras.models.load_model(last, custom_objects={"heat_loss": heat_loss, "box_loss": box_loss})
+        log.info("resuming %s at epoch %d", last, state.get("epoch", 0))
+    else:
+        model = build_locator(height, width, width_mult)
+        steps = epochs * (len(images) // batch)
+        schedule = keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.02, warmup_target=None)
+        model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=5.0),
+                      loss={"heatmap": heat_loss, "box": box_loss})
+        state = {"epoch": 0, "height": height, "width": width, "width_mult": width_mult, "n_train": n_train,
+                 "epochs": epochs, "batch": batch, "lr": lr, "seed": seed}
+    started = time.monotonic()
+
+    class Checkpoint(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            model.save(last)
+            state.update(epoch=epoch + 1, loss={k: round(float(v), 5) for k, v in (logs or {}).items()},
+                         seconds=round(state.get("seconds", 0) + time.monotonic() - started, 1))
+            state_file.write_text(json.dumps(state, indent=2))
+            if minutes is not None and time.monotonic() - started > minutes * 60:
+                log.info("time budget of %.0f min spent", minutes)
+                self.model.stop_training = True
+
+    ds = training_dataset(images, corners, rows, cols, batch, seed + state["epoch"])
+    model.fit(ds, epochs=epochs, initial_epoch=state["epoch"], verbose=2,
+              callbacks=[Checkpoint(), keras.callbacks.CSVLogger(str(out / "log.csv"), append=True)])
+    return model
+
+
+# ---- measurement ------------------------------------------------------------------------------------------
+
+
+def held_out_scenes(split: str, n: int, seed: int):
+    """The first ``n`` scenes of a held-out split at full resolution: (frame, label, box)."""
+    from trainer.sources import iter_scenes
+
+    return list(itertools.islice(iter_scenes(split, seed), n))
+
+
+def blob_box(heat: np.ndarray, threshold: float):
+    """The alternative decoder measured in docs/LOCATOR.md: the blob's cell extent, no edge regression."""
+    import cv2
+
+    peak_at = int(np.argmax(heat))
+    if heat.flat[peak_at] < threshold:
+        return None
+    _, labels = cv2.connectedComponents((heat >= 0.5 * heat.flat[peak_at]).astype(np.uint8), connectivity=8)
+    rows, cols = np.nonzero(labels == labels.flat[peak_at])
+    return cols.min() * STRIDE, rows.min() * STRIDE, (cols.max() + 1) * STRIDE, (rows.max() + 1) * STRIDE
+
+
+def measure(locator, scenes, recognizer=None, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7)) -> dict:
+    """Box IoU, null rates over thresholds, the blob decoder, and end-to-end sequence accuracy."""
+    from device.locate import box_iou, decode_heatmap, expand
+
+    peaks, ious, blob_ious, ms, has = [], [], [], [], []
+    boxes = []
+    for frame, _, box in scenes:
+        start = time.perf_counter()
+        heat, ltrb, fit = locator.maps(frame)
+        found = decode_heatmap(heat, ltrb, 0.0)
+        ms.append((time.perf_counter() - start) * 1000)
+        peaks.append(found[1])
+        pred = fit.to_frame(found[0])
+        boxes.append(pred)
+        has.append(box is not None)
+        ious.append(box_iou(pred, box) if box is not None else 0.0)
+        blob = blob_box(heat, 0.0)
+        blob_ious.append(box_iou(fit.to_frame(blob), box) if box is not None else 0.0)
+    peaks, ious, blob_ious, has = map(np.asarray, (peaks, ious, blob_ious, has))
+    report = {
+        "n": len(scenes), "with_number": int(has.sum()), "without_number": int((~has).sum()),
+        "ms_locate_median": round(float(np.median(ms)), 3),
+        "iou_mean": round(float(ious[has].mean()), 4),
+        "iou_ge_0.7": round(float((ious[has] >= 0.7).mean()), 4),
+        "blob_decoder_iou_mean": round(float(blob_ious[has].mean()), 4),
+        "blob_decoder_iou_ge_0.7": round(float((blob_ious[has] >= 0.7).mean()), 4),
+        "thresholds": {},
+    }
+    for t in thresholds:
+        report["thresholds"][str(t)] = {
+            "found_iou_ge_0.7": round(float(((peaks >= t) & (ious >= 0.7))[has].mean()), 4),
+            "missed": round(float((peaks < t)[has].mean()), 4),
+            "empty_null": round(float((peaks < t)[~has].mean()), 4) if (~has).any() else None,
+        }
+    if recognizer is not None:
+        hits, null_ok = 0, 0
+        for (frame, label, box), pred, peak in zip(scenes, boxes, peaks):
+            value = None
+            if peak >= locator.threshold:
+                (reading,), _ = recognizer.read([crop(frame, expand(pred, frame.shape, locator.margin))])
+                value = reading.value
+            if box is not None:
+                hits += (value or "") == label
+            else:
+                null_ok += value is None
+        report["end_to_end_accuracy"] = round(hits / max(1, has.sum()), 4)
+        report["end_to_end_empty_null"] = round(null_ok / max(1, (~has).sum()), 4)
+        report["threshold"] = locator.threshold
+        report["margin"] = locator.margin
+    return report
+
+
+# ---- export ------------------------------------------------------------------------------------------------
+
+
+def export(run: Path, output: Path, threshold: float = 0.5, margin: float = 0.25, version: str | None = None,
+           metrics: dict | None = None) -> dict:
+    """``run/last.keras`` -> full-int8 ``output`` (uint8 input) + manifest, via ``trainer.export.convert_int8``."""
+    import keras
+
+    from device.manifest import write_manifest
+    from trainer.export import convert_int8
+    from trainer.models import count_macs
+
+    model = keras.models.load_model(run / "last.keras", compile=False)
+    height, width = int(model.input.shape[1]), int(model.input.shape[2])
+    calib, _ = make_scene_set("train", CALIBRATION, 4242, height, width, ZOOM_RATE)
+    convert_int8(model, calib[..., None], output)
+    state = json.loads((run / "state.json").read_text()) if (run / "state.json").is_file() else {}
+    fields = {
+        "name": "locator", "kind": LOCATOR_KIND,
+        "version": version or dt.datetime.now(dt.timezone.utc).strftime("%Y.%m.%d-%H%M"),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "architecture": model.name,
+        "input": {"height": height, "width": width, "channels": 1, "dtype": "uint8", "preprocess": LOCATOR_PREPROCESS},
+        "outputs": {"heatmap": "number probability per cell", "box": f"l,t,r,b edge distances / {BOX_UNIT} px"},
+        "stride": STRIDE, "threshold": threshold, "margin": margin,
+        "params": int(model.count_params()), "macs": count_macs(model), "size_bytes": output.stat().st_size,
+        "training": {k: state.get(k) for k in ("epoch", "n_train", "batch", "lr", "seconds", "loss")},
+        "metrics": metrics or {},
+    }
+    write_manifest(output, fields)
+    return fields
+
+
+# ---- contact sheet ----------------------------------------------------------------------------------------
+
+
+def contact_sheet(locator, recognizer, scenes, output: Path, cols: int = 6, tile_width: int = 320) -> Path:
+    """Annotated scenes (found box and reading in green/red, true box in thin blue) tiled into one PNG."""
+    import cv2
+
+    from device.overlay import annotate
+
+    tiles = []
+    for frame, label, box in scenes:
+        bgr = np.ascontiguousarray(frame[:, :, ::-1]) if frame.ndim == 3 else frame
+        found = locator.find(bgr)
+        value, conf = None, 0.0
+        if found is not None:
+            (reading,), _ = recognizer.read([crop(bgr, found)])
+            value, conf = reading.value, reading.confidence
+        tile = annotate(bgr, found, value, conf)
+        if box is not None:
+            x, y, w, h = (int(v) for v in box)
+            cv2.rectangle(tile, (x, y), (x + w - 1, y + h - 1), (230, 120, 30), 1)
+        ok = (value or "") == label
+        cv2.putText(tile, f"truth {label or '-'}", (4, tile.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.9,
+                    (60, 220, 60) if ok else (40, 40, 230), 2, cv2.LINE_AA)
+        scale = tile_width / tile.shape[1]
+        tiles.append(cv2.resize(tile, (tile_width, int(round(tile.shape[0] * scale))), interpolation=cv2.INTER_AREA))
+    th = max(t.shape[0] for t in tiles)
+    tiles = [cv2.copyMakeBorder(t, 0, th - t.shape[0], 0, 0, cv2.BORDER_CONSTANT, value=0) for t in tiles]
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % cols)
+    rows = [np.hstack(tiles[i : i + cols]) for i in range(0, len(tiles), cols)]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(output), np.vstack(rows))
+    return output
+
+
+# ---- command line -----------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.locator_train", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train")
+    p.add_argument("--out", type=Path, default=Path("runs/locator"))
+    p.add_argument("--n-train", type=int, default=12000)
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--width-mult", type=float, default=1.0)
+    p.add_argument("--minutes", type=float, default=None, help="stop after the epoch that passes this budget")
+    p = sub.add_parser("export")
+    p.add_argument("run", type=Path)
+    p.add_argument("-o", "--output", type=Path, default=Path("models/locator.tflite"))
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--margin", type=float, default=0.25)
+    for name in ("eval", "sheet"):
+        p = sub.add_parser(name)
+        p.add_argument("--locator", type=Path, default=Path("models/locator.tflite"))
+        p.add_argument("--model", type=Path, default=None, help="recognizer (default: the bundled one)")
+        p.add_argument("--split", default="test", choices=["val", "test"])
+        p.add_argument("-n", type=int, default=300 if name == "eval" else 36)
+        p.add_argument("-o", "--output", type=Path, required=name == "sheet")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "train":
+        train(args.out, args.n_train, args.epochs, args.batch, args.lr, width_mult=args.width_mult,
+              minutes=args.minutes)
+        return 0
+    if args.command == "export":
+        fields = export(args.run, args.output, args.threshold, args.margin)
+        print(f"wrote {args.output} ({fields['size_bytes']} bytes, {fields['macs']} MACs)")
+        return 0
+    from device.cli import default_model
+    from device.locate import Locator
+    from device.recognize import Recognizer
+
+    locator = Locator(args.locator)
+    recognizer = Recognizer(args.model or default_model())
+    scenes = held_out_scenes(args.split, args.n, TEST_SEED if args.split == "test" else VAL_SEED)
+    if args.command == "sheet":
+        print(contact_sheet(locator, recognizer, scenes, args.output))
+        return 0
+    report = measure(locator, scenes, recognizer)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
