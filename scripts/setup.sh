@@ -34,7 +34,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --upgrade pip
 if [ $DEV -eq 1 ]; then
-  .venv/bin/pip install -q -e '.[device,train,dev]'
+  .venv/bin/pip install -q -e '.[device,train,dev,bench]'
+  .venv/bin/pip install -q --no-deps rapidocr-onnxruntime  # bench peer; --no-deps keeps opencv headless
   if [ ! -x .venv-tflite/bin/python ]; then
     "$PY" -m venv .venv-tflite
   fi

@@ -1,0 +1,296 @@
+"""The daemon end to end on a video file, one thread: frames/s, frame-to-MQTT latency, memory.
+
+    .venv/bin/python bench/daemon.py [--model M] [--duration 600] [--locate]
+    taskset -c 1 .venv/bin/python bench/daemon.py --duration 600     # the recorded one-core figures
+    .venv/bin/python bench/daemon.py --quick                          # a few seconds, to check it runs
+
+A 640x480 MJPG video of a counter (a number plate whose value changes every ``--hold`` frames) is
+looped by the daemon's own parts, built from a TOML config as ``digitcam run`` builds them: the
+OpenCV file source, the int8 recognizer on one thread, the smoother, the spooled MQTT publisher and a
+real mosquitto started here on a free loopback port. A subscriber in this process timestamps every
+state message; the source is wrapped to timestamp every frame it returns, so
+
+* frame -> publish: from reading the frame whose reading made the value stable to its MQTT arrival;
+* change -> publish: from reading the first frame showing the new number (includes the smoother's
+  ``stable_reads`` = 3 frames) to its arrival.
+
+RSS (resident memory of this process: daemon + subscriber) is taken after ``--warmup`` seconds and at
+the end. Prints one markdown table and ends with one summary line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import paho.mqtt.client as paho  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+
+from device.benchmark import machine, synthetic_frame  # noqa: E402
+from device.config import load_config  # noqa: E402
+from device.mqtt import Publisher, Topics  # noqa: E402
+from device.notify import Notifier  # noqa: E402
+from device.service import Service, build_locator, build_recognizer, build_sensors, discovery_for  # noqa: E402
+from device.sources import build_source  # noqa: E402
+from device.spool import Spool  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+SENSOR = "counter"
+FRAME_RING = 1 << 14  # read times of the last 16k frames; a publish arrives long before its frame leaves
+TARGET_FPS = 300.0
+TARGET_RSS_MB = 150.0
+
+
+# ---- the input and the broker -------------------------------------------------------------------------
+
+
+def make_video(path: Path, numbers: int, hold: int) -> tuple[Path, tuple[int, int, int, int]]:
+    """A counter video: ``numbers`` consecutive values, each shown for ``hold`` frames; returns its plate box."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 480))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write an MJPG video to {path}")
+    box = None
+    for i in range(numbers):
+        frame, box = synthetic_frame(f"{4711 + i:05d}")
+        for _ in range(hold):
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path, box
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_broker(directory: Path) -> tuple[subprocess.Popen, int]:
+    """mosquitto on 127.0.0.1:<free port>, no persistence; returns (process, port) once it accepts."""
+    if shutil.which("mosquitto") is None:
+        raise RuntimeError("mosquitto is not installed (scripts/setup.sh --dev)")
+    port = free_port()
+    conf = directory / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("mosquitto did not start")
+
+
+def write_config(directory: Path, model: Path, video: Path, box, port: int, locate: bool) -> Path:
+    """The daemon's TOML, as a user would write it: one sensor on the plate (fixed ROI, or the locator).
+
+    ``min_confidence = 0`` so every change is published whatever the model thinks of OpenCV's font.
+    """
+    sensor = "locate = true" if locate else f"roi = {list(box)}"
+    path = directory / "digitcam.toml"
+    path.write_text(f"""
+[device]
+name = "bench"
+state_dir = "{directory / 'state'}"
+model = "{model}"
+threads = 1
+
+[camera]
+source = "{video}"
+loop = true
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+stats_interval_s = 5
+
+[[sensor]]
+name = "{SENSOR}"
+{sensor}
+min_confidence = 0.0
+stable_reads = 3
+window = 5
+""")
+    return path
+
+
+# ---- timing the daemon's parts --------------------------------------------------------------------------
+
+
+class TimedSource:
+    """The configured source, unchanged, with the time each frame was returned kept in a ring."""
+
+    def __init__(self, source):
+        self._source = source
+        self.read_at = np.zeros(FRAME_RING, dtype=np.float64)
+        self.frames = 0
+
+    def read(self):
+        frame = self._source.read()
+        if frame is not None:
+            self.frames += 1  # the service numbers frames the same way: 1, 2, ...
+            self.read_at[self.frames % FRAME_RING] = time.perf_counter()
+        return frame
+
+    def __getattr__(self, name):
+        return getattr(self._source, name)
+
+
+class Subscriber:
+    """A second MQTT client that timestamps each state message of the sensor on arrival."""
+
+    def __init__(self, port: int, topic: str):
+        self.arrivals: list[tuple[float, int, str]] = []  # (perf_counter, frame number, value)
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="digitcam-bench-subscriber")
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, message) -> None:
+        now = time.perf_counter()
+        payload = json.loads(message.payload)
+        self.arrivals.append((now, int(payload["frame"]), payload.get("value")))
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def build_service(cfg) -> tuple[Service, Publisher, TimedSource]:
+    """The daemon's parts from its config, wired as ``device.service.main`` wires them."""
+    recognizer = build_recognizer(cfg)
+    source = TimedSource(build_source(cfg.camera))
+    topics = Topics(cfg.mqtt.topic_prefix, cfg.device.name)
+    publisher = Publisher(cfg.mqtt, topics, Spool(cfg.state_dir / "spool", cfg.device.spool_max),
+                          discovery=discovery_for(cfg, recognizer))
+    service = Service(source, recognizer, build_sensors(cfg.sensors), publisher, locator=build_locator(cfg),
+                      notifier=Notifier(address=""), stats_interval_s=cfg.mqtt.stats_interval_s,
+                      flush_timeout_s=cfg.device.flush_timeout_s)
+    publisher.on_command = service.command
+    return service, publisher, source
+
+
+def rss_mb() -> float:
+    """This process's resident set size, from /proc (what `ps` and systemd's MemoryCurrent count)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def percentiles(values) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+
+def run(args) -> dict:
+    """Start broker and daemon, run for ``duration`` seconds, return the measurements."""
+    with tempfile.TemporaryDirectory(prefix="digitcam-bench-") as tmp:
+        tmp = Path(tmp)
+        video, box = make_video(tmp / "counter.avi", args.numbers, args.hold)
+        broker, port = start_broker(tmp)
+        try:
+            cfg = load_config(write_config(tmp, args.model, video, box, port, args.locate))
+            service, publisher, source = build_service(cfg)
+            subscriber = Subscriber(port, publisher.topics.state(SENSOR))
+            publisher.start()
+            marks = {}
+
+            def sample():
+                time.sleep(args.warmup)
+                marks["warm"] = (time.perf_counter(), source.frames, rss_mb())
+                time.sleep(max(0.0, args.duration - args.warmup))
+                marks["end"] = (time.perf_counter(), source.frames, rss_mb())
+                service.stop()
+
+            sampler = threading.Thread(target=sample, name="bench-sampler", daemon=True)
+            sampler.start()
+            service.run()
+            sampler.join()
+            time.sleep(0.2)  # the last publishes are still on their way
+            subscriber.close()
+            errors = service.stats.errors
+        finally:
+            broker.terminate()
+            broker.wait(timeout=10)
+    (t0, f0, rss_warm), (t1, f1, rss_end) = marks["warm"], marks["end"]
+    frame_ms, change_ms = [], []
+    total = args.numbers * args.hold
+    for arrived, frame, _ in subscriber.arrivals:
+        if frame <= f0:  # read during warm-up
+            continue
+        frame_ms.append((arrived - source.read_at[frame % FRAME_RING]) * 1000.0)
+        first = frame - ((frame - 1) % total) % args.hold  # the first frame showing this number
+        if frame - first < FRAME_RING:
+            change_ms.append((arrived - source.read_at[first % FRAME_RING]) * 1000.0)
+    return {
+        "fps": (f1 - f0) / (t1 - t0), "frames": f1, "seconds": t1 - t0, "publishes": len(frame_ms),
+        "changes": (f1 - f0) / args.hold, "frame_to_publish": percentiles(frame_ms),
+        "change_to_publish": percentiles(change_ms), "rss_warm_mb": rss_warm, "rss_end_mb": rss_end,
+        "errors": errors, "sensor": "locate" if args.locate else "roi",
+    }
+
+
+def print_table(r: dict, args) -> None:
+    print(f"# {machine()}; model {Path(args.model).name}; sensor by {r['sensor']}; "
+          f"{r['seconds']:.0f} s measured after {args.warmup:.0f} s warm-up; one thread")
+    print("| frames/s | frames | publishes | frame->publish p50 / p95 ms | change->publish p50 / p95 ms | "
+          "RSS warm MB | RSS end MB | errors |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    fp, cp = r["frame_to_publish"], r["change_to_publish"]
+    print(f"| {r['fps']:.0f} | {r['frames']} | {r['publishes']} | {fp[0]:.2f} / {fp[1]:.2f} | "
+          f"{cp[0]:.2f} / {cp[1]:.2f} | {r['rss_warm_mb']:.0f} | {r['rss_end_mb']:.0f} | {r['errors']} |")
+
+
+def summary_line(r: dict) -> str:
+    fps_ok = "meets" if r["fps"] >= TARGET_FPS else f"misses by {100 * (1 - r['fps'] / TARGET_FPS):.0f} % of"
+    rss_ok = "meets" if r["rss_end_mb"] <= TARGET_RSS_MB else "misses"
+    return (f"daemon: {r['fps']:.0f} frames/s ({fps_ok} the {TARGET_FPS:.0f} target), frame->publish p50 "
+            f"{r['frame_to_publish'][0]:.2f} ms p95 {r['frame_to_publish'][1]:.2f} ms, RSS {r['rss_warm_mb']:.0f} -> "
+            f"{r['rss_end_mb']:.0f} MB ({rss_ok} the {TARGET_RSS_MB:.0f} MB target)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="int8 .tflite (default: the bundled one)")
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds the daemon runs in all")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds before the first RSS and frame count")
+    parser.add_argument("--numbers", type=int, default=30, help="counter values in the video")
+    parser.add_argument("--hold", type=int, default=20, help="frames each value is shown")
+    parser.add_argument("--locate", action="store_true", help="find the plate with the locator in every frame")
+    parser.add_argument("--quick", action="store_true", help="3 s run on a short video: a smoke test")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup, args.numbers = 3.0, 1.0, 4
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cv2.setNumThreads(1)
+    if args.model is None:
+        from device.cli import default_model
+
+        args.model = default_model()
+    result = run(args)
+    print_table(result, args)
+    print(summary_line(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
