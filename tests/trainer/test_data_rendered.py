@@ -1,0 +1,95 @@
+"""The rendered source: valid labels, every length, determinism by seed, the easy option, broken fonts."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.contract import MAX_DIGITS, check_label
+from trainer import fonts, render
+from trainer.skips import skip_counts
+from trainer.sources import iter_samples
+
+
+def take(n, *args, **kw):
+    return list(itertools.islice(iter_samples(*args, **kw), n))
+
+
+def test_rendered_samples_are_images_with_valid_labels_of_every_length():
+    samples = take(400, "rendered", "train", 0)
+    lengths = set()
+    for image, label in samples:
+        assert image.dtype == np.uint8 and image.ndim in (2, 3)
+        h, w = image.shape[:2]
+        assert 8 <= h <= 200 and w >= h * 0.8, (h, w)  # crops are about 1:1 .. 6:1 (then squeezed a little)
+        assert w <= 7 * h, (h, w)
+        lengths.add(len(check_label(label)))
+    assert lengths == set(range(0, MAX_DIGITS + 1))
+
+
+def test_same_seed_same_stream_other_seed_or_split_differs():
+    a = take(20, "rendered", "train", 5)
+    b = take(20, "rendered", "train", 5)
+    assert [lbl for _, lbl in a] == [lbl for _, lbl in b]
+    assert all(np.array_equal(x, y) for (x, _), (y, _) in zip(a, b))
+    assert [lbl for _, lbl in take(20, "rendered", "train", 6)] != [lbl for _, lbl in a]
+    assert [lbl for _, lbl in take(20, "rendered", "val", 5)] != [lbl for _, lbl in a]
+
+
+def test_colour_option_paints_the_same_kind_of_crop_in_rgb():
+    image, label = take(1, "rendered", "train", 3, colour=True)[0]
+    assert image.ndim == 3 and image.shape[2] == 3
+    grey, _ = take(1, "rendered", "train", 3)[0]
+    assert grey.ndim == 2
+
+
+def test_easy_rendering_is_clean_and_high_contrast():
+    samples = take(60, "rendered", "train", 1, difficulty="easy")
+    spreads = [np.percentile(img, 98) - np.percentile(img, 2) for img, lbl in samples if lbl]
+    assert min(spreads) > 40
+    assert len({len(lbl) for _, lbl in samples}) >= 6
+
+
+def test_unknown_difficulty_is_refused():
+    with pytest.raises(ValueError, match="difficulty"):
+        next(iter_samples("rendered", "train", 0, difficulty="hard"))
+
+
+@pytest.mark.parametrize("style", render.STYLES)
+def test_every_style_draws_the_number_it_is_labelled_with(style):
+    renderer = render.Renderer()
+    rng = np.random.default_rng(0)
+    image, label = renderer._draw(rng, "4071", style)
+    assert label == "4071" and image.dtype == np.uint8
+    assert np.ptp(image) > 30  # something was drawn
+
+
+def test_rolling_wheel_shows_the_digit_the_label_names():
+    glyphs = fonts.glyph_sets(fonts.EASY_FONTS)[0]
+    rng = np.random.default_rng(0)
+    still = render.layout(glyphs, "3", rng, cell_scale=1.2)
+    early = render.layout(glyphs, "3", rng, cell_scale=1.2, roll=0.1)  # 3 just leaving: reads 3
+    late = render.layout(glyphs, "4", rng, cell_scale=1.2, roll=0.95)  # 4 nearly there: reads 4
+    x0, y0, x1, y1 = still.cells[0]
+
+    def distance(a, b):
+        """Mean ink difference inside the wheel window, at the best vertical shift (the wheel moves)."""
+        wa, wb = a.alpha[y0:y1, x0:x1], b.alpha[y0:y1, x0:x1]
+        return min(np.abs(wa - np.roll(wb, dy, axis=0)).mean() for dy in range(-(y1 - y0), y1 - y0))
+
+    three = render.layout(glyphs, "3", rng, cell_scale=1.2)
+    four = render.layout(glyphs, "4", rng, cell_scale=1.2)
+    assert distance(early, three) < distance(early, four)
+    assert distance(late, four) < distance(late, three)
+
+
+def test_a_broken_font_is_skipped_with_a_counted_warning(tmp_path: Path, caplog):
+    bad = tmp_path / "Broken.ttf"
+    bad.write_bytes(b"this is no font")
+    before = skip_counts().get("font", 0)
+    assert fonts.load_glyphs(bad) is None
+    assert fonts.load_glyphs(tmp_path / "Missing.ttf") is None
+    assert skip_counts()["font"] == before + 2
