@@ -7,14 +7,15 @@
 A 640x480 MJPG video of a counter (a number plate whose value changes every ``--hold`` frames) is
 looped by the daemon's own parts, built from a TOML config as ``digitcam run`` builds them: the
 OpenCV file source, the int8 recognizer on one thread, the smoother, the spooled MQTT publisher and a
-real mosquitto started here on a free loopback port. A subscriber in this process timestamps every
-state message; the source is wrapped to timestamp every frame it returns, so
+real mosquitto started here on a free loopback port. ``mosquitto_sub`` (its own process) timestamps
+every state message on arrival; the source is wrapped to timestamp every frame it returns, so
 
 * frame -> publish: from reading the frame whose reading made the value stable to its MQTT arrival;
 * change -> publish: from reading the first frame showing the new number (includes the smoother's
   ``stable_reads`` = 3 frames) to its arrival.
 
-RSS (resident memory of this process: daemon + subscriber) is taken after ``--warmup`` seconds and at
+Broker and subscriber run on the CPUs ``taskset`` leaves to others, if any. RSS (resident memory of
+this process, which is the daemon plus this script's few objects) is taken after ``--warmup`` seconds and at
 the end. Prints one markdown table and ends with one summary line.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -36,8 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-import paho.mqtt.client as paho  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from device.benchmark import machine, synthetic_frame  # noqa: E402
 from device.config import load_config  # noqa: E402
@@ -85,7 +85,7 @@ def start_broker(directory: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     conf = directory / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_helper(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -145,32 +145,51 @@ class TimedSource:
         frame = self._source.read()
         if frame is not None:
             self.frames += 1  # the service numbers frames the same way: 1, 2, ...
-            self.read_at[self.frames % FRAME_RING] = time.perf_counter()
+            self.read_at[self.frames % FRAME_RING] = time.time()  # the subscriber's clock
         return frame
 
     def __getattr__(self, name):
         return getattr(self._source, name)
 
 
+def helper_cpus() -> set[int]:
+    """CPUs for the broker and subscriber: those this process may not use (taskset), else the same ones.
+
+    The target is the daemon on one core; the broker usually runs elsewhere (a Home Assistant box).
+    """
+    mine = os.sched_getaffinity(0)
+    others = set(range(os.cpu_count() or 1)) - mine
+    return others or mine
+
+
+def start_helper(command: list[str], **popen) -> subprocess.Popen:
+    cpus = helper_cpus()
+    return subprocess.Popen(command, preexec_fn=lambda: os.sched_setaffinity(0, cpus), **popen)
+
+
 class Subscriber:
-    """A second MQTT client that timestamps each state message of the sensor on arrival."""
+    """``mosquitto_sub`` in its own process, writing each state message with its arrival time (Unix, ns).
 
-    def __init__(self, port: int, topic: str):
-        self.arrivals: list[tuple[float, int, str]] = []  # (perf_counter, frame number, value)
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="digitcam-bench-subscriber")
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe(topic, qos=1)
-        self.client.loop_start()
+    Another process, so no Python thread of the daemon's waits for the GIL to take the timestamp.
+    """
 
-    def _on_message(self, client, userdata, message) -> None:
-        now = time.perf_counter()
-        payload = json.loads(message.payload)
-        self.arrivals.append((now, int(payload["frame"]), payload.get("value")))
+    def __init__(self, port: int, topic: str, output: Path):
+        self.output = output
+        self._file = open(output, "w")
+        self.proc = start_helper(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t", topic,
+                                  "-F", "%U %p"], stdout=self._file, stderr=subprocess.DEVNULL)
 
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+    def close(self) -> list[tuple[float, int, str]]:
+        """Stop it and return (arrival time, frame number, value) per message."""
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self._file.close()
+        arrivals = []
+        for line in self.output.read_text().splitlines():
+            stamp, _, payload = line.partition(" ")
+            message = json.loads(payload)
+            arrivals.append((float(stamp), int(message["frame"]), message.get("value")))
+        return arrivals
 
 
 def build_service(cfg) -> tuple[Service, Publisher, TimedSource]:
@@ -210,7 +229,7 @@ def run(args) -> dict:
         try:
             cfg = load_config(write_config(tmp, args.model, video, box, port, args.locate))
             service, publisher, source = build_service(cfg)
-            subscriber = Subscriber(port, publisher.topics.state(SENSOR))
+            subscriber = Subscriber(port, publisher.topics.state(SENSOR), tmp / "arrivals.txt")
             publisher.start()
             marks = {}
 
@@ -226,7 +245,7 @@ def run(args) -> dict:
             service.run()
             sampler.join()
             time.sleep(0.2)  # the last publishes are still on their way
-            subscriber.close()
+            arrivals = subscriber.close()
             errors = service.stats.errors
         finally:
             broker.terminate()
@@ -234,7 +253,7 @@ def run(args) -> dict:
     (t0, f0, rss_warm), (t1, f1, rss_end) = marks["warm"], marks["end"]
     frame_ms, change_ms = [], []
     total = args.numbers * args.hold
-    for arrived, frame, _ in subscriber.arrivals:
+    for arrived, frame, _ in arrivals:
         if frame <= f0:  # read during warm-up
             continue
         frame_ms.append((arrived - source.read_at[frame % FRAME_RING]) * 1000.0)

@@ -5,7 +5,7 @@
     .venv/bin/python bench/latency.py --quick                      # a few runs, to check it runs
 
 Each row times the device's own call path (``device.benchmark``): per crop ``Recognizer.read`` (prepare
-+ invoke + decode) and per 640x480 frame ``Locator.find`` + ``read``. The tflite-runtime rows run the
++ invoke + decode; "invoke" is the interpreter alone) and per 640x480 frame ``Locator.find`` + ``read``. The tflite-runtime rows run the
 same code in ``.venv-tflite`` (tflite-runtime 2.14, numpy<2) as a subprocess. The float model is the same
 network before int8 quantization, fed the same pixels as float32. Prints one markdown table and ends
 with one summary line.
@@ -19,6 +19,7 @@ import logging
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +50,10 @@ class FloatRecognizer:
 
     def read(self, crops):
         batch = prepare_batch(crops, self.spec).astype(np.float32)
+        start = time.perf_counter()
         raw = self._runner(**{self._input_name: batch})
-        return decode_outputs({k: np.asarray(v, dtype=np.float32) for k, v in raw.items()}), 0.0
+        ms = (time.perf_counter() - start) * 1000.0
+        return decode_outputs({k: np.asarray(v, dtype=np.float32) for k, v in raw.items()}), ms
 
 
 def export_float(run_dir: Path, output: Path) -> Path:
@@ -105,9 +108,9 @@ def collect(args) -> list[dict]:
 
 
 def print_table(rows: list[dict]) -> None:
-    print("| model | runtime | threads | crop median ms | crop p95 ms | frame median ms | frame p95 ms | "
-          "MMACs (read + locate) | size KB |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | runtime | threads | crop median ms | crop p95 ms | invoke median ms | frame median ms | "
+          "frame p95 ms | MMACs (read + locate) | size KB |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         frame = r.get("frame")
         frame_cols = f"{frame['median_ms']:.3f} | {frame['p95_ms']:.3f}" if frame else "- | -"
@@ -115,7 +118,8 @@ def print_table(rows: list[dict]) -> None:
         if r.get("locator_macs"):
             macs += f" + {r['locator_macs'] / 1e6:.1f}"
         print(f"| {r['precision']} {Path(r['model']).name} | {r['runtime']} | {r['threads']} | "
-              f"{r['crop']['median_ms']:.3f} | {r['crop']['p95_ms']:.3f} | {frame_cols} | {macs} | "
+              f"{r['crop']['median_ms']:.3f} | {r['crop']['p95_ms']:.3f} | {r['crop']['invoke_median_ms']:.3f} | "
+              f"{frame_cols} | {macs} | "
               f"{r['size_bytes'] / 1024:.0f} |")
 
 
