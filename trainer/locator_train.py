@@ -299,7 +299,7 @@ def measure(locator, scenes, recognizer=None, thresholds=(0.3, 0.4, 0.5, 0.6, 0.
 
 
 def export(run: Path, output: Path, threshold: float = 0.5, margin: float = 0.25, version: str | None = None,
-           metrics: dict | None = None) -> dict:
+           metrics: dict | None = None, calibration: int = CALIBRATION) -> dict:
     """``run/last.keras`` -> full-int8 ``output`` (uint8 input) + manifest, via ``trainer.export.convert_int8``."""
     import keras
 
@@ -309,8 +309,11 @@ def export(run: Path, output: Path, threshold: float = 0.5, margin: float = 0.25
 
     model = keras.models.load_model(run / "last.keras", compile=False)
     height, width = int(model.input.shape[1]), int(model.input.shape[2])
-    calib, _ = make_scene_set("train", CALIBRATION, 4242, height, width, ZOOM_RATE)
-    convert_int8(model, calib[..., None], output)
+    calib, _ = make_scene_set("train", calibration, 4242, height, width, ZOOM_RATE)
+    # A camera's frames reach 0 and 255 (shadows, highlights); one ramp makes sure the calibration does
+    # too, so the uint8 input keeps scale 1 / zero point 0 and camera bytes go in unchanged.
+    ramp = np.tile(np.linspace(0, 255, width).astype(np.uint8), (height, 1))
+    convert_int8(model, np.concatenate([ramp[None], calib])[..., None], output)
     state = json.loads((run / "state.json").read_text()) if (run / "state.json").is_file() else {}
     fields = {
         "name": "locator", "kind": LOCATOR_KIND,
