@@ -25,7 +25,10 @@ if command -v apt-get >/dev/null; then
   "$PY" -m venv --help >/dev/null 2>&1 || apt_install python3-venv
   if [ $DEV -eq 1 ]; then
     apt_install mosquitto mosquitto-clients fonts-dejavu-core fonts-liberation fonts-freefont-ttf \
-      fonts-urw-base35 fonts-dseg fonts-noto-core tesseract-ocr ansible ansible-lint systemd
+      fonts-urw-base35 fonts-dseg fonts-noto-core tesseract-ocr ansible ansible-lint systemd \
+      fonts-ocr-a fonts-ocr-b fonts-opendin fonts-b612 fonts-bebas-neue fonts-roboto-unhinted fonts-open-sans \
+      fonts-cantarell fonts-league-spartan fonts-jura fonts-3270 fonts-comic-neue fonts-hack fonts-inconsolata \
+      fonts-lato fonts-dosis fonts-courier-prime fonts-adf-mekanus
   fi
 fi
 

@@ -133,7 +133,7 @@ def perspective(img: np.ndarray, rng: np.random.Generator, amount: float, angle:
     """Rotate by up to ``angle`` degrees and move the corners by up to ``amount`` of the height (oblique view)."""
     h, w = img.shape[:2]
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    jitter = rng.uniform(-amount, amount, (4, 2)).astype(np.float32) * np.float32(h)
+    jitter = rng.uniform(-amount, amount, (4, 2)).astype(np.float32) * np.float32([0.5 * h, h])
     # Rotating a wide crop swings its ends up and down; keep that within ~12 % of the height.
     angle = min(angle, float(np.degrees(np.arcsin(min(1.0, 0.24 * h / w)))))
     theta = np.deg2rad(rng.uniform(-angle, angle))
@@ -170,7 +170,10 @@ def camera(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> 
     elif r < 0.4 * s:
         img = motion_blur(img, rng, rng.integers(2, 3 + int(5 * s * size)))
     elif rng.random() < 0.3 * s:
-        img = low_resolution(img, rng, rng.uniform(1.2, 1.3 + 1.7 * s * size))
+        # never below ~8 px per digit height (digits fill ~60 % of a crop's height)
+        most = max(1.0, min(1.3 + 1.7 * s * size, img.shape[0] * 0.6 / 8))
+        if most > 1.05:
+            img = low_resolution(img, rng, rng.uniform(1.0, most))
     if rng.random() < 0.6 * s:
         img = add_noise(img, rng, rng.uniform(2, 4 + 14 * s))
     if rng.random() < 0.3 * s:

@@ -9,6 +9,7 @@ font is installed at all PIL's built-in bitmap font keeps the pipeline alive.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +27,13 @@ FAMILY_PATTERNS = (
     "DejaVuSans", "DejaVuSerif", "DejaVuSansMono", "Liberation", "Free", "DSEG7", "DSEG14",
     "NimbusSans", "NimbusMono", "NimbusRoman", "URWGothic", "URWBookman", "C059", "P052",
     "NotoSans-", "NotoSerif-", "NotoSansMono-",
+    # meters, plates and signs: OCR-A/B, DIN, cockpit and terminal faces, condensed and display sans
+    "OCRA", "OCRB", "OSP-DIN", "B612", "BebasNeue", "Roboto", "OpenSans", "Cantarell", "LeagueSpartan",
+    "Jura", "3270", "ComicNeue", "Hack", "Inconsolata", "Lato", "Dosis", "Courier Prime", "MekanusADF",
 )
+# Faces whose "digits" are not digits (DSEG's SEGG-CHAN draws smiling faces in the segments) or whose
+# strokes are too thin to survive a camera (hairline weights).
+EXCLUDED = ("SEGGCHAN", "Hairline")
 # Plain, upright sans faces for the "easy" rendered set that the test suite trains a tiny model on.
 EASY_FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "LiberationSans-Regular.ttf", "DejaVuSansMono.ttf")
 SEGMENT_PREFIX = "DSEG"
@@ -43,7 +50,11 @@ def find_fonts(dirs: tuple[str, ...] = FONT_DIRS) -> tuple[Path, ...]:
         if not base.is_dir():
             continue
         for path in base.rglob("*"):
-            if path.suffix.lower() in (".ttf", ".otf") and any(path.name.startswith(p) for p in FAMILY_PATTERNS):
+            if (
+                path.suffix.lower() in (".ttf", ".otf")
+                and any(path.name.startswith(p) for p in FAMILY_PATTERNS)
+                and not any(x in path.name for x in EXCLUDED)
+            ):
                 found.append(path)
     if not found:
         log.warning("no known fonts under %s; rendering falls back to PIL's built-in font", ", ".join(dirs))
@@ -70,6 +81,12 @@ class GlyphSet:
     @property
     def digit_width(self) -> float:
         return float(np.mean(self.advance))
+
+    @property
+    def family(self) -> str:
+        """The family a face belongs to ('DSEG7Classic', 'Roboto', 'RobotoCondensed'), for balanced picks."""
+        base = re.sub(r"(Bold|Oblique|Italic|Light|Condensed)+$", "", self.name.split("-")[0].split(" ")[0])
+        return base[:4] if base.startswith(("OCRA", "OCRB")) else base  # OCR-B's optical sizes: one family
 
 
 def _rasterise(font, chars: str) -> tuple[list[np.ndarray], list[int], list[float], int]:

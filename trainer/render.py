@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -48,11 +49,14 @@ class Layout:
     right_neighbour: tuple[int, int] | None = None
 
 
+_LENGTH_WEIGHTS = np.array([1.0, 1.2, 1.4, 1.4, 1.4, 1.4, 1.2, 1.0])
+
+
 def random_label(rng: np.random.Generator, max_len: int = MAX_LEN) -> str:
     """1..max_len digits; lengths 3-6 (house numbers are short, meters long) a little more often."""
-    weights = np.array([1.0, 1.2, 1.4, 1.4, 1.4, 1.4, 1.2, 1.0][:max_len])
-    n = int(rng.choice(np.arange(1, max_len + 1), p=weights / weights.sum()))
-    return "".join(str(d) for d in rng.integers(0, 10, n))
+    cdf = np.cumsum(_LENGTH_WEIGHTS[:max_len])
+    n = 1 + int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+    return (rng.integers(0, 10, min(n, max_len)).astype(np.uint8) + 48).tobytes().decode()
 
 
 def _place(alpha: np.ndarray, mask: np.ndarray, x: int, y: int, clip: tuple[int, int] | None = None) -> None:
@@ -168,11 +172,11 @@ def frame(lay: Layout, rng: np.random.Generator, tight: float = 0.15) -> tuple[i
     if lay.left_neighbour is not None:
         nx0, nx1 = lay.left_neighbour
         limit = nx1 - rng.uniform(0.08, 0.28) * (nx1 - nx0)
-        cx0 = max(cx0, limit) if rng.random() < 0.3 else limit
+        cx0 = min(x0, max(cx0, limit) if rng.random() < 0.3 else limit)  # never into the number
     if lay.right_neighbour is not None:
         nx0, nx1 = lay.right_neighbour
         limit = nx0 + rng.uniform(0.08, 0.28) * (nx1 - nx0)
-        cx1 = min(cx1, limit) if rng.random() < 0.3 else limit
+        cx1 = max(x1, min(cx1, limit) if rng.random() < 0.3 else limit)
     cw, ch = cx1 - cx0, cy1 - cy0
     if cw < ch:  # at least square: widen
         grow = (ch - cw) / 2
@@ -182,6 +186,53 @@ def frame(lay: Layout, rng: np.random.Generator, tight: float = 0.15) -> tuple[i
         cy0, cy1 = cy0 - grow, cy1 + grow
     H, W = lay.alpha.shape
     return int(max(0, cx0)), int(max(0, cy0)), int(min(W, np.ceil(cx1))), int(min(H, np.ceil(cy1)))
+
+
+# ---- ink variants and clutter -----------------------------------------------------------------------
+
+UNIT_TEXTS = ("kWh", "m3", "KWH", "kW", "No", "Nr.", "x0.1", "l", "V", "A", "Hz", "MWh", "gal", "ft3", "Imp", "T1")
+_HERSHEY = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_COMPLEX)
+
+
+@lru_cache(maxsize=16)
+def _disc(pitch: int) -> np.ndarray:
+    yy, xx = np.mgrid[:pitch, :pitch] - (pitch - 1) / 2
+    return (np.hypot(yy, xx) <= pitch * 0.42 + 0.1).astype(np.float32)
+
+
+def dot_matrix(alpha: np.ndarray, pitch: int) -> np.ndarray:
+    """The ink redrawn as a grid of round dots, as on LED matrix and thermal-printer displays."""
+    h, w = alpha.shape
+    gh, gw = max(1, h // pitch), max(1, w // pitch)
+    grid = (cv2.resize(alpha, (gw, gh), interpolation=cv2.INTER_AREA) > 0.2).astype(np.float32)
+    dots = np.kron(grid, _disc(pitch))
+    out = np.zeros_like(alpha)
+    out[: dots.shape[0], : dots.shape[1]] = dots[:h, :w]
+    return out
+
+
+def with_units(alpha: np.ndarray, box: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """A small unit or caption ('kWh', 'No') beside or under the number, never over it: not digits to read.
+
+    Captions are letters only, so a model that reads them as digits is wrong; they may be cut by the edge.
+    """
+    out = alpha.copy()
+    bx0, by0, bx1, by1 = box
+    h = by1 - by0
+    text = str(rng.choice(UNIT_TEXTS))
+    font = _HERSHEY[int(rng.integers(len(_HERSHEY)))]
+    scale = cv2.getFontScaleFromHeight(font, max(4, int(h * rng.uniform(0.25, 0.5))), 1)
+    thickness = max(1, int(h / 18))
+    (tw, th), _ = cv2.getTextSize(text, font, scale, thickness)
+    if rng.random() < 0.6:  # to the right, at the baseline or the top of the digits
+        org = (bx1 + max(2, int(0.1 * h)), by1 if rng.random() < 0.6 else by0 + th)
+    else:  # under the number
+        org = (int(bx0 + rng.uniform(0, max(1, bx1 - bx0 - tw))), by1 + th + max(2, int(0.1 * h)))
+    layer = np.zeros(alpha.shape, np.uint8)  # OpenCV draws text into 8-bit images only
+    cv2.putText(layer, text, org, font, scale, 255, thickness, cv2.LINE_AA)
+    np.maximum(out, layer.astype(np.float32) * (1.0 / 255.0), out=out)
+    out[by0:by1, bx0:bx1] = alpha[by0:by1, bx0:bx1]  # the number itself stays untouched
+    return out
 
 
 # ---- painting ---------------------------------------------------------------------------------------
@@ -362,6 +413,14 @@ PAINTERS = {
 # ---- the renderer ---------------------------------------------------------------------------------
 
 
+def _by_family(fonts: tuple[GlyphSet, ...]) -> tuple[tuple[GlyphSet, ...], ...]:
+    """Faces grouped by family, in a stable order."""
+    families: dict[str, list[GlyphSet]] = {}
+    for g in fonts:
+        families.setdefault(g.family, []).append(g)
+    return tuple(tuple(v) for _, v in sorted(families.items()))
+
+
 class Renderer:
     """Draws (image, label) samples; ``difficulty`` 'easy' or 'full', ``empty_rate`` share of no-number crops."""
 
@@ -376,8 +435,8 @@ class Renderer:
         self.max_len = max_len
         fonts = glyph_sets(EASY_FONTS) if self.easy else glyph_sets()
         self.fonts = fonts
-        self.segment_fonts = tuple(g for g in fonts if g.segment) or fonts
-        self.text_fonts = tuple(g for g in fonts if not g.segment) or fonts
+        self.segment_fonts = _by_family(tuple(g for g in fonts if g.segment) or fonts)
+        self.text_fonts = _by_family(tuple(g for g in fonts if not g.segment) or fonts)
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         """One (RGB uint8 crop, label) pair."""
@@ -391,10 +450,12 @@ class Renderer:
         pool = self.segment_fonts if style == "lcd" and rng.random() < 0.85 else self.text_fonts
         if style != "lcd" and rng.random() < 0.08:  # segment digits on plaques and labels too, now and then
             pool = self.segment_fonts
-        return pool[int(rng.integers(len(pool)))]
+        family = pool[int(rng.integers(len(pool)))]  # a family first, so big families are not favoured
+        return family[int(rng.integers(len(family)))]
 
     def _draw(self, rng: np.random.Generator, label: str, style: str) -> tuple[np.ndarray, str]:
-        glyphs = self._font_for(rng, style)
+        dots = not self.easy and style == "lcd" and rng.random() < 0.2  # a dot-matrix display
+        glyphs = self._font_for(rng, "label" if dots else style)
         roll = None
         if style == "drum":
             if rng.random() < 0.3:
@@ -414,6 +475,13 @@ class Renderer:
         cells = [(a - x0, b - y0, c - x0, d - y0) for a, b, c, d in lay.cells]
         bx0, by0, bx1, by1 = lay.box
         box = (bx0 - x0, by0 - y0, bx1 - x0, by1 - y0)
+        if not self.easy:
+            if dots:
+                pitch = max(2, round((by1 - by0) / 9))  # ~9 dots per digit height keeps thin segments
+                alpha = dot_matrix(alpha, pitch)
+                off = dot_matrix(off, pitch) if off is not None else None
+            if rng.random() < 0.15:
+                alpha = with_units(alpha, box, rng)
         img = PAINTERS[style](rng, alpha, off, cells, box, self.look)
         img = np.clip(img, 0, 255).astype(np.uint8)
         img = self._resize(rng, img)
@@ -433,16 +501,32 @@ class Renderer:
         return cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
     def _empty(self, rng: np.random.Generator) -> np.ndarray:
-        """A 'no number' crop: a domain's background, colours and effects painted with no digits on it."""
-        h = int(rng.integers(16, 72))
-        w = int(h * rng.uniform(1.0, 6.0))
+        """A 'no number' crop from the same looks: background, maybe a caption or the sliver of a digit.
+
+        The sliver (at most a quarter of one digit, cut by the edge) and captions are what number crops
+        have at their edges too, so the model learns they are not a number.
+        """
         style = "label" if self.easy else str(rng.choice(["plaque", "lcd", "wall", "label"]))
+        glyphs = self._font_for(rng, style)
+        lay = layout(glyphs, str(_neighbour_digit(rng)), rng)
+        dx0, dy0, dx1, dy1 = lay.box
+        h = int((dy1 - dy0) * rng.uniform(1.05, 1.8))
+        w = int(h * rng.uniform(1.0, 5.0))
+        y0 = max(0, int((dy0 + dy1) / 2 - h / 2))
+        if not self.easy and rng.random() < 0.4:  # the digit's right edge shows at the crop's left
+            x0 = int(dx1 - rng.uniform(0.05, 0.25) * (dx1 - dx0))
+        else:
+            x0 = dx1 + int(rng.uniform(0.1, 0.6) * h)
         alpha = np.zeros((h, w), np.float32)
+        part = lay.alpha[y0 : y0 + h, x0 : x0 + w]
+        alpha[: part.shape[0], : part.shape[1]] = part
+        if not self.easy and rng.random() < 0.4:
+            alpha = with_units(alpha, (0, int(h * 0.2), 1, int(h * 0.8)), rng)
         if not self.easy and rng.random() < 0.3:  # clutter: a line or an edge of something
             p = rng.integers(0, [w, h, w, h])
             cv2.line(alpha, (int(p[0]), int(p[1])), (int(p[2]), int(p[3])), 1.0, int(rng.integers(1, 4)))
         img = PAINTERS[style](rng, alpha, None, [], (0, 0, w, h), self.look)
-        img = np.clip(img, 0, 255).astype(np.uint8)
+        img = self._resize(rng, np.clip(img, 0, 255).astype(np.uint8))
         return effects.camera(img, rng, 0.25 if self.easy else rng.uniform(0.2, 1.0))
 
 

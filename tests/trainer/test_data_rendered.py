@@ -93,3 +93,15 @@ def test_a_broken_font_is_skipped_with_a_counted_warning(tmp_path: Path, caplog)
     assert fonts.load_glyphs(bad) is None
     assert fonts.load_glyphs(tmp_path / "Missing.ttf") is None
     assert skip_counts()["font"] == before + 2
+
+
+def test_the_crop_never_cuts_into_the_number_even_with_neighbours_and_overlap():
+    glyphs = fonts.glyph_sets()
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        g = glyphs[i % len(glyphs)]
+        lay = render.layout(g, render.random_label(rng), rng, spacing=rng.uniform(-0.12, 0.5),
+                            neighbours=(True, True))
+        x0, y0, x1, y1 = render.frame(lay, rng)
+        bx0, by0, bx1, by1 = lay.box
+        assert x0 <= bx0 and x1 >= bx1 and y0 <= by0 and y1 >= by1, (g.name, lay.box, (x0, y0, x1, y1))
