@@ -29,7 +29,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from device import locate  # noqa: E402
-from device.benchmark import machine, measure, measure_reader  # noqa: E402
+from device.benchmark import machine, measure, measure_reader, time_calls  # noqa: E402
 from device.contract import InputSpec, decode_outputs, prepare_batch  # noqa: E402
 from device.runtime import build_interpreter  # noqa: E402
 
@@ -69,6 +69,49 @@ def export_float(run_dir: Path, output: Path) -> Path:
     return output
 
 
+MOBILENET_V2_MACS = 300_000_000  # MobileNet v2 1.0 at 224x224, as published (Sandler et al. 2018)
+
+
+def reference_model(path: Path) -> Path:
+    """MobileNet v2 1.0 (224x224, random weights) in full int8: the model XNNPACK publishes Pi figures for.
+
+    Timing it here gives this machine's speed on a known workload, so the Pi projection in
+    docs/BENCHMARKS.md scales by a measured ratio rather than by clock speeds. Built once, then cached.
+    """
+    if path.is_file():
+        return path
+    import tensorflow as tf
+
+    model = tf.keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
+    rng = np.random.default_rng(0)
+
+    def representative():
+        for _ in range(8):
+            yield [rng.uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(converter.convert())
+    return path
+
+
+def measure_reference(path: Path, threads: int, runs: int) -> dict:
+    """Invoke time of the reference model on zeros (content does not change its cost)."""
+    interpreter, runtime = build_interpreter(path, threads=threads, prefer="litert")
+    interpreter.allocate_tensors()
+    details = interpreter.get_input_details()[0]
+    interpreter.set_tensor(details["index"], np.zeros(details["shape"], dtype=details["dtype"]))
+    timing = time_calls(interpreter.invoke, max(10, runs // 10), warmup=3)
+    return {"precision": "int8", "model": str(path), "runtime": runtime, "threads": threads,
+            "crop": {**timing, "invoke_median_ms": timing["median_ms"]}, "macs": MOBILENET_V2_MACS,
+            "size_bytes": path.stat().st_size}
+
+
 def measure_in_tflite_venv(model: Path, threads: int, runs: int, locator) -> dict | None:
     """The same measurement in .venv-tflite (tflite-runtime needs numpy<2), as a subprocess."""
     if not TFLITE_VENV_PYTHON.is_file():
@@ -104,6 +147,11 @@ def collect(args) -> list[dict]:
             rows.append({"precision": "float32", "model": str(float_model), "runtime": reader.runtime,
                          "threads": threads, "macs": row["macs"], "size_bytes": Path(float_model).stat().st_size,
                          **measure_reader(reader, args.runs, frame_locator)})
+    if args.reference:
+        from trainer.sources import cache_dir
+
+        path = reference_model(cache_dir() / "mobilenet_v2_1.0_224_int8.tflite")
+        rows += [measure_reference(path, threads, args.runs) for threads in args.threads]
     return rows
 
 
@@ -156,6 +204,8 @@ def main(argv=None) -> int:
     parser.add_argument("--locator", default=None, help="locator .tflite (default: the bundled one; '' for none)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--reference", action="store_true",
+                        help="also time int8 MobileNet v2 (built once with TensorFlow) for the Pi projection")
     parser.add_argument("--quick", action="store_true", help="20 runs: a smoke test")
     args = parser.parse_args(argv)
     if args.quick:
