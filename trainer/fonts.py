@@ -77,10 +77,9 @@ class GlyphSet:
     height: int
     segment: bool
     full: np.ndarray | None = None
-
-    @property
-    def digit_width(self) -> float:
-        return float(np.mean(self.advance))
+    digit_width: float = 0.0  # mean advance
+    alphas: tuple[np.ndarray, ...] = ()  # masks as float32 0..1, what the renderer blends
+    full_alpha: np.ndarray | None = None
 
     @property
     def family(self) -> str:
@@ -120,9 +119,14 @@ def load_glyphs(path: Path | None, size: int = GLYPH_SIZE) -> GlyphSet | None:
     if any(m.max() < 128 for m in digit_masks) or len({m.tobytes() for m in digit_masks}) < 10 or height < 8:
         skip("font", f"{path}: digits missing or not distinct")
         return None
-    full = masks[8] if segment else None
+    full = masks[10] if segment else None
     name = path.stem if path is not None else "pil-default"
-    return GlyphSet(name, tuple(digit_masks), tuple(lefts[:10]), tuple(advances[:10]), height, segment, full)
+    return GlyphSet(
+        name, tuple(digit_masks), tuple(lefts[:10]), tuple(advances[:10]), height, segment, full,
+        digit_width=float(np.mean(advances[:10])),
+        alphas=tuple(m.astype(np.float32) / 255.0 for m in digit_masks),
+        full_alpha=full.astype(np.float32) / 255.0 if full is not None else None,
+    )
 
 
 @lru_cache(maxsize=None)

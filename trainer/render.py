@@ -60,7 +60,7 @@ def random_label(rng: np.random.Generator, max_len: int = MAX_LEN) -> str:
 
 
 def _place(alpha: np.ndarray, mask: np.ndarray, x: int, y: int, clip: tuple[int, int] | None = None) -> None:
-    """Max-blend a uint8 glyph mask into the float canvas at (x, y), optionally only rows clip[0]..clip[1]."""
+    """Max-blend a float glyph alpha into the float canvas at (x, y), optionally only rows clip[0]..clip[1]."""
     h, w = mask.shape
     y0, y1 = y, y + h
     lo, hi = clip if clip is not None else (0, alpha.shape[0])
@@ -68,8 +68,8 @@ def _place(alpha: np.ndarray, mask: np.ndarray, x: int, y: int, clip: tuple[int,
     cx0, cx1 = max(x, 0), min(x + w, alpha.shape[1])
     if cy0 >= cy1 or cx0 >= cx1:
         return
-    patch = mask[cy0 - y0 : cy1 - y0, cx0 - x : cx1 - x].astype(np.float32) * (1.0 / 255.0)
-    np.maximum(alpha[cy0:cy1, cx0:cx1], patch, out=alpha[cy0:cy1, cx0:cx1])
+    region = alpha[cy0:cy1, cx0:cx1]
+    np.maximum(region, mask[cy0 - y0 : cy1 - y0, cx0 - x : cx1 - x], out=region)
 
 
 def _neighbour_digit(rng: np.random.Generator) -> int:
@@ -134,12 +134,12 @@ def layout(
             shown = d if roll <= ROLL_READS_CURRENT[1] else (d - 1) % 10
             clip = (cells[-1][1], cells[-1][3])
             off_y = int(round(roll * cell_h))
-            _place(alpha, glyphs.masks[shown], x, y - off_y, clip)
-            _place(alpha, glyphs.masks[(shown + 1) % 10], x, y - off_y + cell_h, clip)
+            _place(alpha, glyphs.alphas[shown], x, y - off_y, clip)
+            _place(alpha, glyphs.alphas[(shown + 1) % 10], x, y - off_y + cell_h, clip)
         else:
-            _place(alpha, mask, x, y)
+            _place(alpha, glyphs.alphas[d], x, y)
         if off is not None:
-            _place(off, glyphs.full, int(pen + glyphs.left[8]) if cell_scale is None else x, y)
+            _place(off, glyphs.full_alpha, int(pen + glyphs.left[8]) if cell_scale is None else x, y)
         extents.append((x, x + mask.shape[1]))
         pen += steps[i]
     box = (extents[first][0], pad_y, extents[last][1], pad_y + h)
@@ -254,7 +254,7 @@ class Look:
 def colour_of_level(rng: np.random.Generator, level: float, saturation: float, look: Look) -> np.ndarray:
     """A random colour whose channel mean (what the model's grey conversion sees) is ``level``."""
     if look.grey:
-        return np.float32(np.clip(level, 0, 255))
+        return np.float32(min(255.0, max(0.0, level)))
     c = rng.uniform(-1, 1, 3) * saturation * 120.0
     c = c - c.mean() + level
     return np.clip(c, 0, 255).astype(np.float32)
@@ -271,7 +271,7 @@ def polarity_pair(rng: np.random.Generator, saturation: float, look: Look, min_g
     bg = rng.uniform(0, 255)
     gap = rng.uniform(min_gap, 230)
     ink = bg - gap if (bg - gap >= 0 and (bg + gap > 255 or rng.random() < 0.6)) else bg + gap
-    ink = float(np.clip(ink, 0, 255))
+    ink = min(255.0, max(0.0, ink))
     return colour_of_level(rng, bg, saturation, look), colour_of_level(rng, ink, saturation, look)
 
 
@@ -345,14 +345,16 @@ def paint_drum(rng, alpha, off, cells, box, look: Look) -> np.ndarray:
     ink_img = np.empty_like(img)
     ink_img[:] = ink
     divider = int(rng.integers(0, 4))
+    profile = None
     for i, (x0, y0, x1, y1) in enumerate(cells):
         x0c, x1c = max(0, x0 + divider // 2), min(w, x1 - (divider + 1) // 2)
         y0c, y1c = max(0, y0), min(h, y1)
         if x0c >= x1c or y0c >= y1c:
             continue
         colour = red_wheel if i >= len(cells) - red_tail else wheel
-        rows = np.linspace(-1, 1, y1 - y0, dtype=np.float32)[y0c - y0 : y1c - y0]
-        shade = (1.0 - shade_depth * rows**2)[:, None]  # a cylinder is darker at top and bottom
+        if profile is None:  # all wheels are one height: a cylinder is darker at top and bottom
+            profile = 1.0 - shade_depth * np.linspace(-1, 1, y1 - y0, dtype=np.float32) ** 2
+        shade = profile[y0c - y0 : y1c - y0, None]
         shade = shade if img.ndim == 2 else shade[:, :, None]
         img[y0c:y1c, x0c:x1c] = colour * shade
         if i >= len(cells) - red_tail:
