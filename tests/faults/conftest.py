@@ -1,0 +1,157 @@
+"""Fault fixtures: the daemon tests' real parts (broker, subscriber, model, clip, daemon process) plus what the
+fault tests add: the clip as an image folder, a daemon started with a chosen environment (NOTIFY_SOCKET,
+resource limits), an sd_notify listener, and a throwaway TLS certificate authority.
+
+The broker, subscriber, model, clip and ``write_config`` come from ``tests/device`` so there is one copy of
+each; this file only adds what faults need.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+
+from tests.device.conftest import Broker, Subscriber, make_broker, broker, subscribe, wait_until  # noqa: F401
+from tests.device.test_service import (  # noqa: F401
+    DEVICE,
+    REPO,
+    TOPICS,
+    Daemon,
+    clip,
+    daemons,
+    model,
+    states,
+    write_config,
+)
+from device.sources import OpenCVSource
+
+
+# mosquitto started as root drops to the user "mosquitto", which cannot write its persistence file or read
+# key files in pytest's root-only temporary directories; as root it is told to stay root.
+AS_ROOT = "user root\n" if os.geteuid() == 0 else ""
+ANONYMOUS = "allow_anonymous true\n" + AS_ROOT
+
+
+def received_in_order(sub) -> list[tuple[int, str]]:
+    """(frame, value) of every state message, duplicates (QoS 1 re-sends) removed, first arrival kept."""
+    out, seen = [], set()
+    for s in states(sub):
+        key = (s["frame"], s["value"])
+        if key not in seen:
+            seen.add(key)
+            out.append(key)
+    return out
+
+
+def printed(daemon) -> list[tuple[int, str]]:
+    """(frame, value) of every stable reading the daemon printed with ``--print``, in order."""
+    return [(p["frame"], p["value"]) for p in daemon.printed()]
+
+
+@pytest.fixture(scope="session")
+def clip_frames(clip, tmp_path_factory) -> Path:
+    """The clip's frames as JPEG files in name order: a folder source the tests can empty and refill."""
+    folder = tmp_path_factory.mktemp("clip_frames")
+    source = OpenCVSource(str(clip[0]), live=False)
+    source.open()
+    i = 0
+    while (frame := source.read()) is not None:
+        cv2.imwrite(str(folder / f"{i:04d}.jpg"), frame)
+        i += 1
+    source.close()
+    return folder
+
+
+class EnvDaemon(Daemon):
+    """``digitcam run`` with extra environment variables and an optional ``preexec`` hook (resource limits)."""
+
+    def __init__(self, config: Path, *args: str, env: dict | None = None, preexec=None):
+        self.out = config.with_suffix(".out")
+        self.err = config.with_suffix(".err")
+        full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        full_env.pop("NOTIFY_SOCKET", None)
+        full_env.update(env or {})
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "device.cli", "run", "--config", str(config), *args],
+                                         stdout=out, stderr=err, env=full_env, cwd=REPO, preexec_fn=preexec)
+
+
+@pytest.fixture
+def env_daemons():
+    """Like ``daemons``, with ``env=`` and ``preexec=``; every daemon still running at the end is killed."""
+    started = []
+
+    def start(config: Path, *args: str, env: dict | None = None, preexec=None) -> EnvDaemon:
+        daemon = EnvDaemon(config, *args, env=env, preexec=preexec)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()
+
+
+class NotifyListener:
+    """The systemd side of sd_notify: a unix datagram socket the daemon sends READY=1/WATCHDOG=1/STATUS= to.
+
+    Every datagram is kept with its arrival time, so a test can ask what arrived in a time window.
+    """
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setblocking(False)
+        self.messages: list[tuple[float, str]] = []
+
+    def drain(self) -> list[tuple[float, str]]:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                return self.messages
+            for line in data.decode().splitlines():
+                self.messages.append((time.monotonic(), line))
+
+    def lines(self, since: float = 0.0, until: float = float("inf")) -> list[str]:
+        return [line for t, line in self.drain() if since <= t < until]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    listener = NotifyListener(tmp_path / "notify.sock")
+    yield listener
+    listener.close()
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def tls_ca(tmp_path_factory) -> Path:
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it: ca.crt, server.crt, server.key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    d = tmp_path_factory.mktemp("tls")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=digitcam test CA", cwd=d)
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=127.0.0.1", cwd=d)
+    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.crt", "-days", "2", "-extfile", "san.cnf", cwd=d)
+    return d
