@@ -25,6 +25,18 @@ ONLINE = "online"
 OFFLINE = "offline"
 
 
+class _QuietWhileDisconnected(logging.Filter):
+    """paho 2.2 logs 'Client is not connected' at ERROR on every loop pass while the broker is away;
+    we log the outage once ourselves, so these lines are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Client is not connected")
+
+
+_paho_log = logging.getLogger(f"{__name__}.paho")
+_paho_log.addFilter(_QuietWhileDisconnected())
+
+
 class Topics:
     """Every topic this daemon uses, under ``<prefix>/<device>``."""
 
@@ -77,7 +89,7 @@ class Publisher:
     def _build_client(self) -> paho.Client:
         cfg = self.config
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id)
-        client.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        client.enable_logger(_paho_log)
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         if cfg.username:
             client.username_pw_set(cfg.username, cfg.password or None)
@@ -92,6 +104,7 @@ class Publisher:
         client.max_inflight_messages_set(self.window)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
         client.on_message = self._on_message
         return client
@@ -180,6 +193,12 @@ class Publisher:
         self.connected = True
         self._need.update(online=True, discovery=self.config.discovery, camera=True)
         self._wake.set()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        if self._last_refusal != "unreachable":
+            log.warning("broker %s:%d is unreachable; retrying with backoff (readings are spooled)",
+                        self.config.host, self.config.port)
+            self._last_refusal = "unreachable"
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected and not self._stopping:

@@ -26,6 +26,8 @@ class Notifier:
         self.watchdog_interval = int(usec) / 2e6 if usec and usec.isdigit() and int(usec) > 0 else None
         self._last_feed = 0.0
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) if self.address else None
+        if self._sock is not None:
+            self._sock.setblocking(False)  # a full or dead socket must never stall the frame loop
 
     def send(self, *lines: str) -> None:
         if self._sock is None:

@@ -190,7 +190,7 @@ class Service:
         try:
             readings = self._read_sensors(frame)
         except Exception as exc:  # a bad frame or a bug in one frame must not stop a months-long run
-            self._count_error(f"frame {self.frame_no}: {exc.__class__.__name__}: {exc}", exc)
+            self._count_error(f"{exc.__class__.__name__}: {exc}", exc)
             return
         now = time.time()
         for sensor, reading in zip(self.sensors, readings):
@@ -281,9 +281,9 @@ class Service:
         if len(self._warned) < 100:
             self._warned.add(message)
         if exc is not None and not isinstance(exc, (DigitcamError, ValueError)):
-            log.exception("%s (counted in stats; later ones at DEBUG)", message)
+            log.exception("frame %d: %s (counted in stats; repeats at DEBUG)", self.frame_no, message)
         else:
-            log.warning("%s (counted in stats; later ones at DEBUG)", message)
+            log.warning("frame %d: %s (counted in stats; repeats at DEBUG)", self.frame_no, message)
 
     def stats_report(self) -> dict:
         report = self.stats.report(time.monotonic())

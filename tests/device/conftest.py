@@ -34,7 +34,7 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
 class Broker:
     """``mosquitto -c <conf>`` on 127.0.0.1:<free port>; stop/start/restart keep the port. No pid_file."""
 
-    def __init__(self, directory: Path, extra_conf: str = ""):
+    def __init__(self, directory: Path, extra_conf: str = "", persistent: bool = False):
         if shutil.which("mosquitto") is None:
             pytest.skip("mosquitto is not installed (scripts/setup.sh --dev)")
         self.host = "127.0.0.1"
@@ -42,9 +42,9 @@ class Broker:
         self.directory = directory
         self.conf = directory / "mosquitto.conf"
         self.log = directory / "mosquitto.log"
+        persistence = f"persistence true\npersistence_location {directory}/\n" if persistent else "persistence false\n"
         self.conf.write_text(
-            f"listener {self.port} {self.host}\n"
-            "persistence false\n"
+            f"listener {self.port} {self.host}\n{persistence}"
             f"{extra_conf if extra_conf else 'allow_anonymous true'}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
         )
@@ -80,13 +80,16 @@ class Broker:
 
 
 class Subscriber:
-    """A paho client that records (topic, payload, retain) of everything on its topics, in arrival order."""
+    """A paho client that records (topic, payload, retain) of everything on its topics, in arrival order.
 
-    def __init__(self, broker: Broker, topics=("#",), client_id: str = "test-subscriber"):
+    ``persistent`` keeps its session (and QoS 1 messages queued for it) on a persistent broker across restarts.
+    """
+
+    def __init__(self, broker: Broker, topics=("#",), client_id: str = "test-subscriber", persistent: bool = False):
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
         self._connected = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not persistent)
         self.topics = list(topics)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -123,10 +126,10 @@ def make_broker(tmp_path):
     """Factory for brokers with extra mosquitto.conf lines (auth, TLS); all are stopped at the end."""
     brokers = []
 
-    def make(extra_conf: str = "") -> Broker:
+    def make(extra_conf: str = "", persistent: bool = False) -> Broker:
         directory = tmp_path / f"broker{len(brokers)}"
         directory.mkdir()
-        broker = Broker(directory, extra_conf)
+        broker = Broker(directory, extra_conf, persistent)
         brokers.append(broker)
         return broker.start()
 
@@ -146,8 +149,8 @@ def subscribe(broker):
     """Factory for recording subscribers on the test's broker; all are closed at the end."""
     subs = []
 
-    def make(*topics, client_id=None) -> Subscriber:
-        sub = Subscriber(broker, topics or ("#",), client_id or f"test-sub-{len(subs)}")
+    def make(*topics, client_id=None, persistent=False) -> Subscriber:
+        sub = Subscriber(broker, topics or ("#",), client_id or f"test-sub-{len(subs)}", persistent)
         subs.append(sub)
         return sub
 

@@ -1,0 +1,470 @@
+"""The daemon end to end: a real ``digitcam run`` process, a real mosquitto, a real int8 model, real videos.
+
+The clip is a video of rendered numbers (each shown for a few frames); the values the daemon should
+publish are worked out independently by reading the same video with the recognizer and a smoother.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from device.contract import Reading
+from device.mqtt import Topics
+from device.notify import Notifier
+from device.recognize import Recognizer
+from device.service import Service, build_sensors
+from device.config import SensorConfig
+from device.smooth import Smoother
+from device.sources import FolderSource, OpenCVSource
+
+from tests.device.conftest import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+FRAME_H, FRAME_W = 120, 320
+ROI = (40, 30, 240, 60)
+FRAMES_PER_VALUE = 5
+STABLE = dict(stable_reads=3, window=5, min_confidence=0.3)
+DEVICE = "testcam"
+TOPICS = Topics("digitcam", DEVICE)
+
+
+@pytest.fixture(scope="session")
+def model(request) -> Path:
+    """The session's tiny real int8 model; DIGITCAM_TEST_MODEL points the daemon tests at another one."""
+    override = os.environ.get("DIGITCAM_TEST_MODEL")
+    return Path(override) if override else request.getfixturevalue("tiny_model")
+
+
+def number_frame(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A BGR frame with the crop letterboxed into ROI on a noisy grey background."""
+    frame = rng.normal(128, 12, (FRAME_H, FRAME_W)).clip(0, 255).astype(np.uint8)
+    x, y, w, h = ROI
+    scale = min(w / crop.shape[1], h / crop.shape[0])
+    cw, ch = max(1, int(crop.shape[1] * scale)), max(1, int(crop.shape[0] * scale))
+    window = np.full((h, w), int(np.median(crop)), np.uint8)
+    window[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw] = cv2.resize(crop, (cw, ch))
+    frame[y:y + h, x:x + w] = window
+    return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory):
+    """(video path, labels): 8 rendered numbers, each shown for FRAMES_PER_VALUE frames, MJPG in AVI."""
+    from trainer.sources import iter_samples
+
+    samples = [(img, label) for img, label in itertools.islice(
+        iter_samples("rendered", "test", 11, difficulty="easy"), 40) if label]
+    labels, crops = [], []
+    for img, label in samples:  # neighbours must differ, or two values merge into one
+        if not labels or labels[-1] != label:
+            labels.append(label)
+            crops.append(img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
+        if len(labels) == 8:
+            break
+    path = tmp_path_factory.mktemp("clip") / "numbers.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (FRAME_W, FRAME_H))
+    rng = np.random.default_rng(0)
+    for crop in crops:
+        for _ in range(FRAMES_PER_VALUE):
+            writer.write(number_frame(crop, rng))
+    writer.release()
+    return path, labels
+
+
+@pytest.fixture(scope="session")
+def expected(model, clip):
+    """The stable values of one pass over the clip, found without the daemon: source -> ROI -> model -> smoother."""
+    recognizer = Recognizer(model)
+    smoother = Smoother(**STABLE)
+    source = OpenCVSource(str(clip[0]), live=False)
+    source.open()
+    values = []
+    x, y, w, h = ROI
+    while (frame := source.read()) is not None:
+        (reading,), _ = recognizer.read([frame[y:y + h, x:x + w]])
+        decision = smoother.update(reading, 0.0)
+        if decision is not None:
+            values.append(decision.reading.value)
+    source.close()
+    assert values, "the model reads no stable value in the clip: the test clip or model is broken"
+    return values
+
+
+def write_config(directory: Path, model: Path, source, broker=None, *, loop=False, fps=0.0, mqtt_extra="",
+                 sensor_extra="", name="digitcam.toml") -> Path:
+    mqtt = (f'host = "{broker.host}"\nport = {broker.port}\nreconnect_min_s = 1\nreconnect_max_s = 1\n'
+            f'keepalive = 5\nstats_interval_s = 1\n{mqtt_extra}') if broker else 'host = ""'
+    text = f"""
+[device]
+name = "{DEVICE}"
+state_dir = "{directory / 'state'}"
+model = "{model}"
+flush_timeout_s = 3
+
+[camera]
+source = "{source}"
+loop = {str(loop).lower()}
+fps = {fps}
+retry_min_s = 0.2
+retry_max_s = 1.0
+
+[mqtt]
+{mqtt}
+
+[[sensor]]
+name = "number"
+roi = {list(ROI)}
+stable_reads = {STABLE['stable_reads']}
+window = {STABLE['window']}
+min_confidence = {STABLE['min_confidence']}
+{sensor_extra}
+"""
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+class Daemon:
+    """``python -m device.cli run`` as a subprocess, its stdout (JSON lines) and stderr (log) in files."""
+
+    def __init__(self, config: Path, *args: str):
+        self.out = config.with_suffix(".out")
+        self.err = config.with_suffix(".err")
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        env.pop("NOTIFY_SOCKET", None)
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "device.cli", "run", "--config", str(config), *args],
+                                         stdout=out, stderr=err, env=env, cwd=REPO)
+
+    def printed(self) -> list[dict]:
+        return [json.loads(line) for line in self.out.read_text().splitlines() if line.strip()]
+
+    def log(self) -> str:
+        return self.err.read_text()
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture
+def daemons():
+    started = []
+
+    def start(config: Path, *args: str) -> Daemon:
+        daemon = Daemon(config, *args)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+            daemon.proc.wait()
+
+
+def states(sub) -> list[dict]:
+    return [json.loads(p) for p in sub.payloads(TOPICS.state("number"))]
+
+
+def test_video_to_retained_state_and_last_will_on_kill(tmp_path, model, clip, expected, broker, subscribe, daemons):
+    sub = subscribe("digitcam/#")
+    daemon = daemons(write_config(tmp_path, model, clip[0], broker, loop=True, fps=50), "--print")
+    wait_until(lambda: len(states(sub)) >= len(expected), 30)
+    got = states(sub)[: len(expected)]
+    assert [s["value"] for s in got] == expected
+    first = got[0]
+    assert set(first) >= {"value", "confidence", "digits", "box", "timestamp", "frame", "model", "flags"}
+    assert first["box"] == list(ROI) and first["timestamp"].endswith("Z") and first["model"]["version"]
+    assert len(first["digits"]) == len(first["value"])
+    assert [p["value"] for p in daemon.printed()[: len(expected)]] == expected
+    late = subscribe(TOPICS.state("number"), TOPICS.availability, client_id="late")
+    wait_until(lambda: late.on(TOPICS.availability) and late.on(TOPICS.state("number")))
+    assert late.on(TOPICS.availability) == [(b"online", True)]
+    assert late.on(TOPICS.state("number"))[0][1] is True  # retained
+    daemon.proc.kill()  # SIGKILL: no goodbye, the broker sends the last will
+    wait_until(lambda: sub.payloads(TOPICS.availability)[-1:] == [b"offline"], 10)
+    # the right numbers, not only the ones the pipeline happens to produce
+    right = sum(value in clip[1] for value in expected)
+    assert right >= len(clip[1]) // 2, f"read {expected}, shown {clip[1]}"
+
+
+def test_discovery_published_and_resent_when_home_assistant_restarts(tmp_path, model, clip, broker, subscribe,
+                                                                      daemons):
+    sub = subscribe("homeassistant/#")
+    daemons(write_config(tmp_path, model, clip[0], broker, loop=True, fps=20))
+    config_topic = f"homeassistant/sensor/{DEVICE}/number/config"
+    wait_until(lambda: sub.on(config_topic), 20)
+    payload = json.loads(sub.payloads(config_topic)[0])
+    assert payload["state_topic"] == TOPICS.state("number")
+    assert payload["availability"][0]["topic"] == TOPICS.availability
+    sub.publish("homeassistant/status", "online")
+    wait_until(lambda: len(sub.on(config_topic)) == 2, 10)
+
+
+@pytest.mark.parametrize("outage_s", [3.0])
+def test_broker_outage_loses_no_reading_and_keeps_order(tmp_path, model, clip, make_broker, daemons, outage_s):
+    from tests.device.conftest import Subscriber
+
+    broker = make_broker(persistent=True)
+    sub = Subscriber(broker, (TOPICS.state("number"),), "outage-watcher", persistent=True)
+    try:
+        daemon = daemons(write_config(tmp_path, model, clip[0], broker, loop=True, fps=40), "--print")
+        wait_until(lambda: len(states(sub)) >= 2, 30)
+        broker.stop()
+        before = len(daemon.printed())
+        time.sleep(outage_s)
+        made_meanwhile = len(daemon.printed()) - before
+        broker.start()
+        time.sleep(1.5)
+        assert daemon.stop() == 0
+        printed = [(p["frame"], p["value"]) for p in daemon.printed()]
+        wait_until(lambda: len(states(sub)) >= len(printed), 15)
+        received = []
+        for s in states(sub):  # duplicates are allowed (QoS 1); dedupe by frame
+            if (s["frame"], s["value"]) not in received:
+                received.append((s["frame"], s["value"]))
+        assert made_meanwhile >= 2, "the outage was too short to test anything"
+        assert received == printed
+    finally:
+        sub.close()
+
+
+def colour_cast(pixels: np.ndarray) -> float:
+    """How much the green (or red) channel of BGR pixels stands out from the other two, on average."""
+    green = (pixels[:, 1] - pixels[:, [0, 2]].max(axis=1)).mean()
+    red = (pixels[:, 2] - pixels[:, :2].max(axis=1)).mean()
+    return float(max(green, red))
+
+
+def test_snapshot_jpeg_and_bad_commands_answered(tmp_path, model, clip, broker, subscribe, daemons):
+    sub = subscribe("digitcam/#")
+    daemon = daemons(write_config(tmp_path, model, clip[0], broker, loop=True, fps=20))
+    wait_until(lambda: states(sub), 30)
+    sub.publish(f"{TOPICS.base}/cmd/snapshot", b'{"sensor": "number", "id": 7}')
+    wait_until(lambda: sub.payloads(TOPICS.snapshot("number")), 10)
+    image = cv2.imdecode(np.frombuffer(sub.payloads(TOPICS.snapshot("number"))[0], np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (FRAME_H, FRAME_W, 3)
+    x, y, w, h = ROI
+    edge = image[y, x + 5: x + w - 5].astype(int)  # the box's top edge: green (a number) or red (none)
+    inside = image[y + 3, x + 5: x + w - 5].astype(int)
+    assert colour_cast(edge) > 30  # the box is drawn in colour on the grey frame
+    assert colour_cast(inside) < 10
+    for name, payload in [("snapshot", b"{not json"), ("selfdestruct", b""), ("read", b'{"sensor": "ghost"}'),
+                          ("reload", b'{"sensor": "number"}'), ("read", b"[1, 2]"), ("read", b"x" * 5000)]:
+        sub.publish(f"{TOPICS.base}/cmd/{name}", payload)
+    sub.publish(f"{TOPICS.base}/cmd/read", b"")
+    wait_until(lambda: len(sub.payloads(TOPICS.command_result)) == 8, 10)
+    results = [json.loads(p) for p in sub.payloads(TOPICS.command_result)]
+    assert results[0] == {"command": "snapshot", "id": 7, "snapshots": [TOPICS.snapshot("number")], "ok": True}
+    errors = [r["error"] for r in results[1:7]]
+    assert [r["ok"] for r in results] == [True] + [False] * 6 + [True]
+    assert "not JSON" in errors[0] and "unknown command 'selfdestruct'" in errors[1]
+    assert "unknown sensor 'ghost'" in errors[2] and "unknown key 'sensor' for reload" in errors[3]
+    assert "must be a JSON object" in errors[4] and "too large" in errors[5]
+    assert "number" in results[7]["values"]
+    assert daemon.proc.poll() is None
+
+
+def test_bad_config_and_bad_model_exit_2_naming_the_problem(tmp_path, model, clip, daemons):
+    config = write_config(tmp_path, model, clip[0], sensor_extra="stable_read = 2")
+    daemon = daemons(config)
+    assert daemon.wait() == 2
+    assert daemon.log().strip().splitlines()[-1].startswith(f"digitcam: error: {config}:")
+    assert "sensor[0].stable_read: unknown key (did you mean 'stable_reads'?)" in daemon.log()
+    daemon = daemons(write_config(tmp_path, tmp_path / "nothing.tflite", clip[0], name="nomodel.toml"))
+    assert daemon.wait() == 2
+    assert "model not found" in daemon.log().strip().splitlines()[-1]
+
+
+def test_missing_camera_retries_without_crashing_and_stops_cleanly(tmp_path, model, broker, subscribe, daemons):
+    sub = subscribe(TOPICS.camera, TOPICS.availability)
+    daemon = daemons(write_config(tmp_path, model, "/dev/video97", broker))
+    wait_until(lambda: sub.payloads(TOPICS.camera)[-1:] == [b"offline"], 20)
+    time.sleep(2.5)  # several retries (0.2, 0.4, 0.8, 1.0 s)
+    assert daemon.proc.poll() is None
+    log = daemon.log()
+    assert log.count("camera /dev/video97 cannot be opened; retrying with backoff") == 1  # said once, not per retry
+    assert daemon.stop() == 0
+    wait_until(lambda: sub.payloads(TOPICS.availability)[-1:] == [b"offline"], 10)
+
+
+def test_spooled_readings_are_delivered_by_the_next_run(tmp_path, model, clip, expected, make_broker, daemons):
+    from tests.device.conftest import Subscriber
+
+    broker = make_broker()
+    broker.stop()  # the first run finds no broker
+    first = daemons(write_config(tmp_path, model, clip[0], broker))
+    assert first.wait() == 0
+    assert "not delivered; they stay in the spool" in first.log()
+    assert len(list((tmp_path / "state" / "spool").glob("*.json"))) == len(expected)
+    broker.start()
+    sub = Subscriber(broker, (TOPICS.state("number"),), "next-run")
+    try:
+        second = daemons(write_config(tmp_path, model, clip[0], broker), "--max-frames", "1")
+        assert second.wait() == 0
+        wait_until(lambda: len(states(sub)) >= len(expected), 10)
+        assert [s["value"] for s in states(sub)[: len(expected)]] == expected
+        assert not list((tmp_path / "state" / "spool").glob("*.json"))
+    finally:
+        sub.close()
+
+
+# ---- the Service in-process, with real parts ------------------------------------------------------------
+
+
+@pytest.fixture
+def frames_folder(tmp_path, clip):
+    """The clip's frames as PNG files, plus one corrupt file in the middle."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    source = OpenCVSource(str(clip[0]), live=False)
+    source.open()
+    i = 0
+    while (frame := source.read()) is not None:
+        cv2.imwrite(str(folder / f"{i:04d}.png"), frame)
+        i += 1
+    source.close()
+    (folder / "0012.png").write_bytes(b"\x89PNG\r\n broken")
+    return folder
+
+
+def sensor(name="number", roi=ROI, **options):
+    return build_sensors([SensorConfig(name=name, roi=roi, **{**STABLE, **options})])[0]
+
+
+def test_service_survives_bad_frames_and_counts_them(model, frames_folder):
+    printed = []
+    service = Service(FolderSource(frames_folder), Recognizer(model), [sensor()], printer=printed.append)
+    assert service.run() == 0
+    assert service.stats.errors == 1
+    assert service.frame_no == len(list(frames_folder.glob("*.png"))) - 1
+    values = [json.loads(p)["value"] for p in printed]
+    assert values and all(json.loads(p)["sensor"] == "number" for p in printed)
+    report = service.stats_report()
+    assert report["errors"] == 1 and report["frames"] == service.frame_no and report["camera"] == "online"
+    assert report["inference_ms_p50"] > 0 and report["inference_ms_p95"] >= report["inference_ms_p50"]
+
+
+def test_roi_outside_the_frame_is_counted_not_fatal(model, frames_folder, caplog):
+    service = Service(FolderSource(frames_folder), Recognizer(model), [sensor(roi=(5000, 0, 10, 10))])
+    assert service.run(max_frames=10) == 0
+    assert service.stats.errors == 10
+    assert caplog.text.count("lies outside the 320x120 frame") == 1
+
+
+def test_reload_keeps_unchanged_sensors_and_refuses_bad_config(model, frames_folder):
+    from device.errors import ConfigError
+
+    kept = sensor()
+    service = Service(FolderSource(frames_folder), Recognizer(model), [kept])
+    service.reload_parts = lambda svc: {"sensors": build_sensors([kept.config, SensorConfig(name="other")],
+                                                                 svc.sensors)}
+    assert service.reload() is None
+    assert service.sensors[0] is kept and service.sensors[1].name == "other"
+
+    def broken(svc):
+        raise ConfigError("digitcam.toml:3: camera.fsp: unknown key")
+
+    service.reload_parts = broken
+    assert "camera.fsp" in service.reload()
+    assert [s.name for s in service.sensors] == ["number", "other"]
+
+
+class NotifyListener:
+    """A datagram socket standing in for systemd's $NOTIFY_SOCKET, read by a thread so it never fills."""
+
+    def __init__(self, address: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(address)
+        self.sock.settimeout(0.1)
+        self.messages: list[str] = []
+        self._running = True
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self):
+        while self._running:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except socket.timeout:
+                continue
+
+    def take(self) -> list[str]:
+        time.sleep(0.2)
+        out, self.messages = self.messages, []
+        return out
+
+    def close(self):
+        self._running = False
+        self._thread.join(2)
+        self.sock.close()
+
+
+def test_sd_notify_ready_watchdog_only_while_frames_flow(tmp_path, model, frames_folder):
+    listener = NotifyListener(str(tmp_path / "notify.sock"))
+    notifier = Notifier(address=listener.sock.getsockname(), watchdog_usec="20000")  # feed every 10 ms
+    try:
+        service = Service(FolderSource(frames_folder, fps=100), Recognizer(model), [sensor()], notifier=notifier)
+        service.run()
+        messages = listener.take()
+        assert messages[0].startswith("READY=1")
+        assert messages.count("WATCHDOG=1") >= 5
+        assert messages[-1] == "STOPPING=1"
+
+        blind = Service(OpenCVSource("/dev/video97", live=True), Recognizer(model), [sensor()], notifier=notifier)
+        thread = threading.Thread(target=blind.run)
+        thread.start()
+        time.sleep(0.8)
+        blind.stop()
+        thread.join(5)
+        messages = listener.take()
+        assert "WATCHDOG=1" not in messages  # no frame, no feeding: systemd may restart us
+        assert any(m.startswith("STATUS=camera fault: camera /dev/video97 cannot be opened") for m in messages)
+    finally:
+        listener.close()
+        notifier.close()
+
+
+def test_locate_without_a_locator_reads_the_whole_frame(model, frames_folder):
+    whole = build_sensors([SensorConfig(name="n", locate=True, **STABLE)])[0]
+    service = Service(FolderSource(frames_folder), Recognizer(model), [whole], locator=None)
+    service.run(max_frames=3)
+    assert whole.last.box == (0, 0, FRAME_W, FRAME_H)
+
+
+class FixedLocator:
+    """A locator as the locator model will be used: ``find(frame) -> box | None``."""
+
+    def __init__(self, box):
+        self.box = box
+
+    def find(self, frame):
+        return self.box
+
+
+def test_locate_uses_the_locators_box_and_none_means_no_number(model, frames_folder):
+    found = build_sensors([SensorConfig(name="n", locate=True, **STABLE)])[0]
+    service = Service(FolderSource(frames_folder), Recognizer(model), [found], locator=FixedLocator(ROI))
+    service.run(max_frames=3)
+    assert found.last.box == ROI
+    service.locator = FixedLocator(None)
+    service.process(service.last_frame)
+    assert found.last == Reading(value=None, confidence=1.0)
