@@ -493,7 +493,7 @@ class Renderer:
     def _resize(self, rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
         """Scale the crop to a random small height, as the number would appear in a camera frame."""
         h, w = img.shape[:2]
-        target_h = int(rng.integers(24, 48) if self.easy else rng.integers(16, 72))
+        target_h = int(rng.integers(24, 48) if self.easy else rng.integers(20, 72))
         scale = target_h / h
         if not self.easy:
             scale_x = scale * rng.uniform(0.85, 1.15)  # anamorphic squeeze: condensed or wide lettering
@@ -505,7 +505,7 @@ class Renderer:
     def _empty(self, rng: np.random.Generator) -> np.ndarray:
         """A 'no number' crop from the same looks: background, maybe a caption or the sliver of a digit.
 
-        The sliver (at most a quarter of one digit, cut by the edge) and captions are what number crops
+        The sliver (at most a sixth of one digit, cut by the edge) and captions are what number crops
         have at their edges too, so the model learns they are not a number.
         """
         style = "label" if self.easy else str(rng.choice(["plaque", "lcd", "wall", "label"]))
@@ -516,7 +516,7 @@ class Renderer:
         w = int(h * rng.uniform(1.0, 5.0))
         y0 = max(0, int((dy0 + dy1) / 2 - h / 2))
         if not self.easy and rng.random() < 0.4:  # the digit's right edge shows at the crop's left
-            x0 = int(dx1 - rng.uniform(0.05, 0.25) * (dx1 - dx0))
+            x0 = int(dx1 - rng.uniform(0.05, 0.18) * (dx1 - dx0))
         else:
             x0 = dx1 + int(rng.uniform(0.1, 0.6) * h)
         alpha = np.zeros((h, w), np.float32)
