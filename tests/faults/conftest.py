@@ -40,20 +40,25 @@ AS_ROOT = "user root\n" if os.geteuid() == 0 else ""
 ANONYMOUS = "allow_anonymous true\n" + AS_ROOT
 
 
-def received_in_order(sub) -> list[tuple[int, str]]:
-    """(frame, value) of every state message, duplicates (QoS 1 re-sends) removed, first arrival kept."""
+def reading_key(state: dict) -> tuple[str, int, str]:
+    """What identifies one reading: its frame id and value, and its time (frame ids start again at 1 after a
+    daemon restart)."""
+    return state["timestamp"], state["frame"], state["value"]
+
+
+def received_in_order(sub) -> list[tuple[str, int, str]]:
+    """The key of every state message, duplicates (QoS 1 re-sends) removed, first arrival kept."""
     out, seen = [], set()
-    for s in states(sub):
-        key = (s["frame"], s["value"])
+    for key in map(reading_key, states(sub)):
         if key not in seen:
             seen.add(key)
             out.append(key)
     return out
 
 
-def printed(daemon) -> list[tuple[int, str]]:
-    """(frame, value) of every stable reading the daemon printed with ``--print``, in order."""
-    return [(p["frame"], p["value"]) for p in daemon.printed()]
+def printed(daemon) -> list[tuple[str, int, str]]:
+    """The key of every stable reading the daemon printed with ``--print``, in order."""
+    return [reading_key(p) for p in daemon.printed()]
 
 
 @pytest.fixture(scope="session")
