@@ -280,6 +280,14 @@ def test_snapshot_jpeg_and_bad_commands_answered(tmp_path, model, clip, broker, 
     assert "unknown sensor 'ghost'" in errors[2] and "unknown key 'sensor' for reload" in errors[3]
     assert "must be a JSON object" in errors[4] and "too large" in errors[5]
     assert "number" in results[7]["values"]
+    stats = json.loads(wait_until(lambda: sub.payloads(TOPICS.stats), 5)[-1])
+    assert stats["frames"] > 0 and stats["fps"] > 0 and stats["camera"] == "online"
+    assert {"inference_ms_p50", "inference_ms_p95", "dropped_frames", "cpu_temp_c", "uptime_s", "queue"} <= set(stats)
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "reloaded: 1 sensor(s)" in daemon.log(), 15)
+    sub.publish(f"{TOPICS.base}/cmd/reload", b"")
+    wait_until(lambda: len(sub.payloads(TOPICS.command_result)) == 9, 15)
+    assert json.loads(sub.payloads(TOPICS.command_result)[-1]) == {"command": "reload", "ok": True}
     assert daemon.proc.poll() is None
 
 
@@ -468,3 +476,23 @@ def test_locate_uses_the_locators_box_and_none_means_no_number(model, frames_fol
     service.locator = FixedLocator(None)
     service.process(service.last_frame)
     assert found.last == Reading(value=None, confidence=1.0)
+
+
+def test_readme_run_command_prints_the_sample_without_a_broker(tmp_path, model):
+    """``digitcam run --config samples/digitcam.toml --print``, nothing on localhost:1883 needed."""
+    import csv
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path), "DIGITCAM_MODEL": str(model)}
+    env.pop("STATE_DIRECTORY", None)
+    done = subprocess.run([sys.executable, "-m", "device.cli", "run", "--config", "samples/digitcam.toml", "--print"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = [json.loads(line) for line in done.stdout.splitlines()]
+    assert printed and all(p["sensor"] == "counter" and p["box"] == [60, 58, 200, 64] for p in printed)
+    with open(REPO / "samples" / "meter" / "labels.csv") as fh:
+        shown = {row["value"] for row in csv.DictReader(fh) if row["value"]}
+    read = {p["value"] for p in printed}
+    assert len(read & shown) >= len(shown) // 2, f"read {sorted(read)}, the sample shows {sorted(shown)}"
+    # whatever the broker did, nothing was lost: delivered or spooled under the (temporary) home directory
+    spooled = list((tmp_path / ".local" / "state" / "digitcam" / "sample" / "spool").glob("*.json"))
+    assert len(spooled) in (0, len(printed))
