@@ -15,7 +15,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-_BANK_SHAPE = (256, 1024)
+_BANK_SHAPE = (512, 1024)  # as large as a half-size scene frame; bigger requests tile it
 
 
 @lru_cache(maxsize=1)
