@@ -267,9 +267,9 @@ def read_password(m: MqttConfig, check: _Checker) -> str:
         path = Path(m.password_file)
         try:
             mode = path.stat().st_mode
-            if mode & (stat.S_IRWXG | stat.S_IRWXO):
-                check.fail(f"{path} is readable by others (mode {stat.filemode(mode)}); chmod 600 it", "mqtt",
-                           "password_file")
+            if mode & stat.S_IRWXO:  # group access is fine: root:digitcam 0640 is the usual setup
+                check.fail(f"{path} is accessible to all users (mode {stat.filemode(mode)}); chmod o-rwx it",
+                           "mqtt", "password_file")
             return path.read_text().strip()
         except OSError as exc:
             check.fail(f"cannot read {path}: {exc.strerror or exc}", "mqtt", "password_file")

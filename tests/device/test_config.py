@@ -118,9 +118,9 @@ def test_password_from_file_must_be_private(tmp_path):
     secret.write_text("s3cret\n")
     secret.chmod(0o644)
     text = GOOD.replace('port = 1884', 'port = 1884\nusername = "cam"\npassword_file = "mqtt.pass"')
-    with pytest.raises(ConfigError, match=r"mqtt.password_file: .*mqtt.pass is readable by others"):
+    with pytest.raises(ConfigError, match=r"mqtt.password_file: .*mqtt.pass is accessible to all users"):
         parse_config(text, tmp_path / "x.toml")
-    secret.chmod(0o600)
+    secret.chmod(0o640)
     cfg = parse_config(text, tmp_path / "x.toml")
     assert cfg.mqtt.password == "s3cret"
     assert "s3cret" not in repr(cfg)
