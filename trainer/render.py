@@ -427,11 +427,18 @@ class Renderer:
     """Draws (image, label) samples; ``difficulty`` 'easy' or 'full', ``empty_rate`` share of no-number crops."""
 
     def __init__(
-        self, difficulty: str = "full", empty_rate: float = 0.06, max_len: int = MAX_LEN, colour: bool = False
+        self, difficulty: str = "full", empty_rate: float = 0.06, max_len: int = MAX_LEN, colour: bool = False,
+        styles: tuple[str, ...] | None = None,
     ):
         if difficulty not in DIFFICULTIES:
             raise ValueError(f"unknown difficulty {difficulty!r}: want one of {', '.join(DIFFICULTIES)}")
+        unknown = sorted(set(styles or ()) - set(STYLES))
+        if unknown or (styles is not None and not styles):
+            raise ValueError(f"unknown style(s) {unknown or styles!r}: want some of {', '.join(STYLES)}")
         self.easy = difficulty == "easy"
+        chosen = tuple(styles) if styles else (("label",) if self.easy else STYLES)
+        weights = np.array([STYLE_WEIGHTS[STYLES.index(st)] for st in chosen])
+        self.styles, self.style_p = chosen, weights / weights.sum()
         self.look = Look(easy=self.easy, grey=not colour)
         self.empty_rate = empty_rate
         self.max_len = max_len
@@ -445,7 +452,7 @@ class Renderer:
         if rng.random() < self.empty_rate:
             return self._empty(rng), ""
         label = random_label(rng, self.max_len)
-        style = "label" if self.easy else str(rng.choice(STYLES, p=STYLE_WEIGHTS))
+        style = self.styles[0] if len(self.styles) == 1 else str(rng.choice(self.styles, p=self.style_p))
         return self._draw(rng, label, style)
 
     def _font_for(self, rng: np.random.Generator, style: str) -> GlyphSet:
@@ -533,11 +540,12 @@ class Renderer:
 
 
 def iter_rendered(split: str, rng: np.random.Generator, difficulty: str = "full", empty_rate: float = 0.06,
-                  max_len: int = MAX_LEN, colour: bool = False):
+                  max_len: int = MAX_LEN, colour: bool = False, styles: tuple[str, ...] | None = None):
     """The ``rendered`` source: an endless stream for every split (splits differ by their seeds only).
 
-    Crops come grey (what the model sees; fastest) unless ``colour=True`` (contact sheets, scenes).
+    Crops come grey (what the model sees; fastest) unless ``colour=True`` (contact sheets, scenes);
+    ``styles`` keeps to some looks (e.g. ``("drum",)``) for per-domain evaluation sets.
     """
-    renderer = Renderer(difficulty, empty_rate, max_len, colour)
+    renderer = Renderer(difficulty, empty_rate, max_len, colour, styles)
     while True:
         yield renderer.sample(rng)

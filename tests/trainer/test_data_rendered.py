@@ -53,9 +53,27 @@ def test_easy_rendering_is_clean_and_high_contrast():
     assert len({len(lbl) for _, lbl in samples}) >= 6
 
 
-def test_unknown_difficulty_is_refused():
+def test_unknown_difficulty_or_style_is_refused():
     with pytest.raises(ValueError, match="difficulty"):
         next(iter_samples("rendered", "train", 0, difficulty="hard"))
+    with pytest.raises(ValueError, match="style"):
+        next(iter_samples("rendered", "train", 0, styles=("drum", "neon")))
+
+
+def test_styles_option_keeps_to_the_chosen_looks(monkeypatch):
+    painted = []
+    for style, painter in list(render.PAINTERS.items()):  # record which real painter drew each crop
+        monkeypatch.setitem(render.PAINTERS, style, lambda *a, _s=style, _p=painter: painted.append(_s) or _p(*a))
+    drums = render.Renderer(styles=("drum",), empty_rate=0.0)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        drums.sample(rng)
+    assert painted == ["drum"] * 5
+    painted.clear()
+    mixed = render.Renderer(empty_rate=0.0)
+    for _ in range(40):
+        mixed.sample(rng)
+    assert set(painted) == set(render.STYLES)
 
 
 @pytest.mark.parametrize("style", render.STYLES)
