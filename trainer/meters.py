@@ -49,6 +49,7 @@ HELD_OUT_SHARE = 0.15  # of usable images, for each of val and test
 HELD_OUT_GROUPS = 4  # groups per held-out split (~15 % of the 23 groups)
 MAX_HELD_OUT_GROUP_SHARE = 0.2  # a group this big is too much of the data to hold out
 MIN_HELD_OUT_GROUP = 20
+EVAL_ORDER_SEED = 0  # val/test order: fixed, so every run evaluates on the same crops
 ROLLING_READS_CURRENT = ("0.3", "0.4", "0.5")
 ROLLING_AMBIGUOUS = ("0.6", "0.7")
 
@@ -172,6 +173,11 @@ def read_crop(crop: MeterCrop) -> np.ndarray | None:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def eval_order(crops: list[MeterCrop]) -> list[MeterCrop]:
+    """The val/test crops in a fixed shuffled order (the same for every run and seed)."""
+    return [crops[i] for i in np.random.default_rng(EVAL_ORDER_SEED).permutation(len(crops))]
+
+
 def augment_single(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Training variety for one real crop: shifted/rescaled framing, sometimes inverted, mild camera effects."""
     h, w = img.shape[:2]
@@ -195,13 +201,17 @@ def iter_meter_digits(split: str, rng: np.random.Generator, kind: str | None = N
     """The ``meters`` source: single real digit crops.
 
     train: endless, reshuffled each pass, augmented; ``kind`` defaults to 'all' (clean and rolling).
-    val/test: one pass in archive order, unaugmented; ``kind`` defaults to 'clean' (digits 0-9);
-    ``kind='rolling'`` gives only the wheels caught mid-roll, so evaluation can report them apart.
+    val/test: one unaugmented pass in a fixed shuffled order, the same for every seed, so the first n
+    (``fixed_set``) mix all of the split's meters instead of the first meter in the archive;
+    ``kind`` defaults to 'clean' (digits 0-9); ``kind='rolling'`` gives only the wheels caught mid-roll,
+    so evaluation can report them apart.
     """
     kind = _mode_of(split, kind)
     crops = [c for c in crops_of_split(split, folder) if kind == "all" or c.rolling == (kind == "rolling")]
     if not crops:
         return
+    if split != "train":
+        crops = eval_order(crops)
     while True:
         order = rng.permutation(len(crops)) if split == "train" else range(len(crops))
         for i in order:

@@ -72,6 +72,10 @@ def test_meter_val_is_finite_deterministic_and_rolling_comes_apart():
     clean = take(10**6, "meters", "val", 0)
     assert len(clean) == sum(1 for c in meters.crops_of_split("val") if not c.rolling)
     assert clean[0][1] == take(1, "meters", "val", 99)[0][1]  # the order does not depend on the seed
+    ordered = meters.eval_order([c for c in meters.crops_of_split("val") if not c.rolling])
+    assert [lbl for _, lbl in clean] == [c.label for c in ordered]
+    # the first 200 (what a fixed_set takes) already hold every one of the split's meter groups
+    assert {meters.group_of(c.source) for c in ordered[:200]} == {meters.group_of(c.source) for c in ordered}
     rolling = take(10**6, "meters", "val", 0, kind="rolling")
     assert 0 < len(rolling) < len(clean) * 2
     assert all(len(lbl) == 1 and lbl.isdigit() for _, lbl in clean + rolling)
