@@ -106,6 +106,7 @@ def layout(
     if cell_scale is not None:
         pitch = max(m.shape[1] for m in glyphs.masks) * cell_scale
         cell_h = int(h * (1.15 + 0.2 * cell_scale))
+        wheel_pitch = int(h * rng.uniform(1.12, 1.4))  # digit spacing on the wheel: neighbours peek in
         steps = [pitch] * len(chars)
     else:
         pitch = 0.0
@@ -129,13 +130,16 @@ def layout(
         else:
             x = int(pen + glyphs.left[d])
         y = pad_y + dy
-        if roll is not None and i == last and cell_scale is not None:
-            # The wheel shows D leaving upwards and D+1 arriving from below, cut by the cell window.
-            shown = d if roll <= ROLL_READS_CURRENT[1] else (d - 1) % 10
+        if cell_scale is not None:
+            # A wheel: the digit with its wheel neighbours above and below, seen through the cell window;
+            # a rolling wheel shows D leaving upwards and D+1 arriving from below.
+            shown, off_y = d, 0
+            if roll is not None and i == last:
+                shown = d if roll <= ROLL_READS_CURRENT[1] else (d - 1) % 10
+                off_y = int(round(roll * wheel_pitch))
             clip = (cells[-1][1], cells[-1][3])
-            off_y = int(round(roll * cell_h))
-            _place(alpha, glyphs.alphas[shown], x, y - off_y, clip)
-            _place(alpha, glyphs.alphas[(shown + 1) % 10], x, y - off_y + cell_h, clip)
+            for k in (-1, 0, 1, 2):
+                _place(alpha, glyphs.alphas[(shown + k) % 10], x, y - off_y + k * wheel_pitch, clip)
         else:
             _place(alpha, glyphs.alphas[d], x, y)
         if off is not None:
