@@ -81,8 +81,8 @@ class SensorConfig:
     """One number in the frame: where it is, and how readings become a published value."""
 
     name: str = ""
-    roi: tuple = ()  # (x, y, w, h) in the frame; empty: whole frame or locate
-    locate: bool = False
+    roi: tuple = ()  # (x, y, w, h) in the frame; empty: the whole frame
+    locate: bool = False  # find the number with the locator model (inside roi, if one is set)
     mode: str = "number"  # number | meter
     min_confidence: float = 0.5
     stable_reads: int = 3  # k of the last `window` reads must agree
@@ -236,8 +236,6 @@ def _check_ranges(check: _Checker, cfg: Config) -> None:
         if s.name in names:
             check.fail(f"{s.name!r} is used twice", "sensor", "name", i)
         names.add(s.name)
-        if s.roi and s.locate:
-            check.fail("set roi or locate = true, not both", "sensor", "locate", i)
         if s.mode not in MODES:
             check.fail(f"{s.mode!r} is not one of {', '.join(MODES)}", "sensor", "mode", i)
         if not 0.0 <= s.min_confidence <= 1.0:

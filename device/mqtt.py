@@ -119,11 +119,12 @@ class Publisher:
         self._pump_thread.start()
 
     def flush(self, timeout: float) -> bool:
-        """Wait until the spool is delivered (while connected), at most ``timeout`` seconds."""
+        """Wait until the spool is delivered, at most ``timeout`` seconds; give up at once if the broker
+        refused us or was unreachable at the last try (a first connection still under way is waited for)."""
         deadline = time.monotonic() + timeout
         self._wake.set()
         while len(self.spool) and time.monotonic() < deadline:
-            if not self.connected:
+            if not self.connected and self._last_refusal is not None:
                 return False
             time.sleep(0.02)
         return not len(self.spool)

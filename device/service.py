@@ -28,6 +28,7 @@ from device import locate
 from device.config import Config, describe, load_config
 from device.contract import Reading
 from device.errors import DigitcamError
+from device.images import is_blank
 from device.notify import Notifier
 from device.smooth import Smoother
 from device.sources import Backoff, BadFrame, SourceError, build_source
@@ -117,7 +118,7 @@ class Service:
 
     def __init__(self, source, recognizer, sensors, publisher=None, *, locator=None, notifier=None, printer=None,
                  stats_interval_s: float = 60.0, backoff: Backoff | None = None, reload=None,
-                 flush_timeout_s: float = 5.0):
+                 flush_timeout_s: float = 5.0, unusable_after_s: float = 5.0):
         self.source = source
         self.recognizer = recognizer
         self.sensors = list(sensors)
@@ -129,6 +130,8 @@ class Service:
         self.backoff = backoff or Backoff()
         self.reload_parts = reload  # () -> dict of new parts; None: reload only re-reads nothing
         self.flush_timeout_s = flush_timeout_s
+        self.unusable_after_s = unusable_after_s  # frames come but none can be read this long: camera down
+        self._unusable_since: float | None = None
         self.stats = Stats()
         self.frame_no = 0
         self.last_frame = None
@@ -169,6 +172,7 @@ class Service:
                     frame = self.source.read()
                 except BadFrame as exc:
                     self._count_error(str(exc))
+                    self._frame_unusable(str(exc))
                     continue
                 except SourceError as exc:
                     self._source_failed(exc)
@@ -188,10 +192,14 @@ class Service:
         self.frame_no += 1
         self.last_frame = frame
         try:
+            if is_blank(frame):
+                raise BadFrame("blank frame (all pixels one shade): lens covered, no light or a dead sensor")
             readings = self._read_sensors(frame)
         except Exception as exc:  # a bad frame or a bug in one frame must not stop a months-long run
             self._count_error(f"{exc.__class__.__name__}: {exc}", exc)
+            self._frame_unusable(f"{exc.__class__.__name__}: {exc}")
             return
+        self._frame_usable()
         now = time.time()
         for sensor, reading in zip(self.sensors, readings):
             sensor.last = reading
@@ -218,16 +226,16 @@ class Service:
         return out
 
     def _box(self, sensor: Sensor, frame: np.ndarray):
+        """Where to read: the locator's box (searched inside the roi, if set), else the fixed roi."""
         cfg = sensor.config
-        if cfg.locate and self.locator is not None:
-            box = self.locator.find(frame)
-            return None if box is None else tuple(int(v) for v in box)
         key = (cfg.name, frame.shape[:2])
-        box = self._box_cache.get(key)
-        if box is None:
-            box = self._fixed_box(cfg, frame)
-            self._box_cache[key] = box
-        return box
+        fixed = self._box_cache.get(key)
+        if fixed is None:
+            fixed = self._box_cache[key] = self._fixed_box(cfg, frame)
+        if cfg.locate and self.locator is not None:
+            box = self.locator.find(frame, fixed) if cfg.roi else self.locator.find(frame)
+            return None if box is None else tuple(int(v) for v in box)
+        return fixed
 
     @staticmethod
     def _fixed_box(cfg, frame: np.ndarray) -> tuple:
@@ -292,7 +300,7 @@ class Service:
             "cpu_temp_c": cpu_temperature(),
             "queue": len(self.publisher.spool) if self.publisher is not None else 0,
             "spool_in_memory": self.publisher.spool.in_memory if self.publisher is not None else None,
-            "camera": "online" if self.source_open else "offline",
+            "camera": "online" if self.source_open and self.source_error is None else "offline",
             "camera_error": self.source_error,
             "values": {s.name: s.smoother.value for s in self.sensors},
         })
@@ -325,10 +333,34 @@ class Service:
         """Close the source, say so once, and wait (interruptibly) before the next try."""
         self.source.close()
         self.source_open = False
+        self._camera_down(str(exc))
+
+    def _frame_unusable(self, message: str) -> None:
+        """Frames come but none can be read (wrong size, blank, undecodable): after ``unusable_after_s`` the
+        camera is down as if it had gone, and frames are read at the backoff pace until one is usable."""
+        now = time.monotonic()
+        if self._unusable_since is None:
+            self._unusable_since = now
+        if now - self._unusable_since >= self.unusable_after_s:
+            self._camera_down(f"camera {self.source.name}: no usable frame for {self.unusable_after_s:g} s "
+                              f"(last: {message})")
+
+    def _frame_usable(self) -> None:
+        if self._unusable_since is None:
+            return
+        self._unusable_since = None
+        if self.source_error is not None:
+            log.warning("camera %s is back", self.source.name)
+            self.source_error = None
+            self.backoff.reset()
+            if self.publisher is not None:
+                self.publisher.set_camera(True)
+
+    def _camera_down(self, message: str) -> None:
+        """Say the camera is unavailable (logged once per fault), then wait the backoff delay interruptibly."""
         if self.publisher is not None:
             self.publisher.set_camera(False)
         delay = self.backoff.next()
-        message = str(exc)
         if message != self.source_error:
             log.error("%s; retrying with backoff (up to %.0f s)", message, self.backoff.most)
             self.notifier.status(f"camera fault: {message}")
@@ -460,7 +492,8 @@ def build_locator(cfg: Config):
         return None
     from device.locate import default_locator
 
-    locator = default_locator(Path(cfg.device.locator) if cfg.device.locator else None)
+    locator = default_locator(Path(cfg.device.locator) if cfg.device.locator else None,
+                              threads=cfg.device.threads, runtime=cfg.device.runtime)
     if locator is None:
         log.warning("no locator model installed: sensors with locate = true read the whole frame")
     return locator
@@ -525,7 +558,8 @@ def main(args) -> int:
     service = Service(source, recognizer, sensors, publisher, locator=build_locator(cfg), notifier=Notifier(),
                       printer=printer, stats_interval_s=cfg.mqtt.stats_interval_s,
                       backoff=Backoff(cfg.camera.retry_min_s, cfg.camera.retry_max_s),
-                      reload=reloader(cfg.path, cfg), flush_timeout_s=cfg.device.flush_timeout_s)
+                      reload=reloader(cfg.path, cfg), flush_timeout_s=cfg.device.flush_timeout_s,
+                      unusable_after_s=cfg.camera.read_timeout_s)
     if publisher is not None:
         publisher.on_command = service.command
         publisher.start()

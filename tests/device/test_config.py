@@ -52,7 +52,7 @@ def test_good_config_is_typed_and_paths_are_relative_to_the_file(tmp_path):
     assert [s.name for s in cfg.sensors] == ["water", "house"]
     assert cfg.sensors[0].roi == (10, 20, 300, 80)
     assert cfg.sensors[0].max_rate_per_hour == 50.0
-    assert cfg.sensors[1].locate and cfg.sensors[1].mode == "number"
+    assert cfg.sensors[1].locate and cfg.sensors[1].mode == "number" and cfg.sensors[1].roi == ()
     assert cfg.mqtt.port == 1884 and cfg.mqtt.password == ""
 
 
@@ -96,7 +96,6 @@ def test_unknown_section_is_named(tmp_path):
     ('mode = "meter"', 'mode = "odometer"', r"sensor\[0\].mode: 'odometer' is not one of number, meter"),
     ('name = "meter1"', 'name = "my meter"', r"device.name: 'my meter' must be"),
     ('name = "house"', 'name = "water"', r"sensor\[1\].name: 'water' is used twice"),
-    ('locate = true', 'locate = true\nroi = [0, 0, 5, 5]', r"sensor\[1\].locate: set roi or locate"),
     ('mode = "meter"', 'stable_reads = 6\nwindow = 5', r"sensor\[0\].stable_reads: want 1 <= stable_reads <= window"),
 ])
 def test_bad_values_name_the_key(tmp_path, old, new, message):

@@ -150,7 +150,9 @@ class Daemon:
                                          stdout=out, stderr=err, env=env, cwd=REPO)
 
     def printed(self) -> list[dict]:
-        return [json.loads(line) for line in self.out.read_text().splitlines() if line.strip()]
+        """Complete JSON lines so far (a line still being written has no newline yet)."""
+        text = self.out.read_text()
+        return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
 
     def log(self) -> str:
         return self.err.read_text()
@@ -459,12 +461,14 @@ def test_locate_without_a_locator_reads_the_whole_frame(model, frames_folder):
 
 
 class FixedLocator:
-    """A locator as the locator model will be used: ``find(frame) -> box | None``."""
+    """A stand-in with the locator model's interface, ``find(frame, roi=None) -> box | None``; records the rois."""
 
     def __init__(self, box):
         self.box = box
+        self.rois = []
 
-    def find(self, frame):
+    def find(self, frame, roi=None):
+        self.rois.append(roi)
         return self.box
 
 
@@ -476,6 +480,16 @@ def test_locate_uses_the_locators_box_and_none_means_no_number(model, frames_fol
     service.locator = FixedLocator(None)
     service.process(service.last_frame)
     assert found.last == Reading(value=None, confidence=1.0)
+    assert service.locator.rois == [None]
+
+
+def test_locate_inside_an_roi_searches_only_there(model, frames_folder):
+    narrowed = build_sensors([SensorConfig(name="n", locate=True, roi=(0, 0, 5000, 90), **STABLE)])[0]
+    locator = FixedLocator((50, 35, 200, 50))
+    service = Service(FolderSource(frames_folder), Recognizer(model), [narrowed], locator=locator)
+    service.run(max_frames=2)
+    assert locator.rois == [(0, 0, FRAME_W, 90)] * 2  # clipped to the frame
+    assert narrowed.last.box == (50, 35, 200, 50)
 
 
 def test_readme_run_command_prints_the_sample_without_a_broker(tmp_path, model):
