@@ -15,7 +15,9 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
+import os
 import tarfile
+import tempfile
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -87,8 +89,15 @@ def extracted_dir(archive: Path | None = None) -> Path:
         raise FileNotFoundError(f"meter digits not found at {archive} (set DIGITCAM_DATA to the shared data folder)")
     log.info("extracting %s into %s (once)", archive, cache_dir())
     cache_dir().mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(cache_dir(), filter="data")
+    # Extract beside the target and rename, so a second process never sees a half-extracted folder.
+    with tempfile.TemporaryDirectory(dir=cache_dir(), prefix=".extract-") as tmp:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        try:
+            os.rename(Path(tmp) / FOLDER, target)
+        except OSError:  # another process finished first
+            if not (target / "labels.csv").is_file():
+                raise
     return target
 
 

@@ -48,6 +48,10 @@ def test_make_dataset_mixes_by_weight_with_padded_labels():
         assert (row[:n] >= 0).all() and (row[:n] <= 9).all() and (row[n:] == -1).all()
     # Only rendered makes 6..8 digits (~36 % of its samples): with half the batch ~11 of 64 are that long.
     assert 3 <= (lengths > 5).sum() <= 25
+    again = make_dataset({"rendered": 1.0, "mnist": 1.0}, "train", 0, 64,
+                         options={"rendered": {"difficulty": "easy", "empty_rate": 0.0}})
+    images2, labels2 = next(iter(again))
+    assert np.array_equal(images, images2.numpy()) and np.array_equal(labels, labels2.numpy())
     with pytest.raises(ValueError, match="unknown data source"):
         make_dataset({"renderd": 1.0}, "train", 0, 4)
     with pytest.raises(ValueError, match="positive weight"):
