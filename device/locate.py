@@ -36,7 +36,8 @@ BOX_UNIT = 8.0  # the ``box`` output counts edge distances in units of this many
 DEFAULT_THRESHOLD = 0.5  # peak heat below this: no number in the frame
 DEFAULT_MARGIN = 0.25  # of the number's height, added on every side before cropping
 BLOB_FRACTION = 0.5  # cells at least this share of the peak belong to the peak's blob
-MIN_ASPECT, MAX_ASPECT = 1.0, 6.0  # the crop's width:height range, as in the recognizer's training crops
+MIN_ASPECT, MAX_ASPECT = 1.0, 6.0
+REFINE_GROW_X, REFINE_GROW_Y = 0.25, 0.5  # the second pass's window around the first box, of its width/height  # the crop's width:height range, as in the recognizer's training crops
 
 Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
 
@@ -191,11 +192,12 @@ class Locator:
     """Finds the number in frames with one interpreter, built once; ``find`` gives the crop box."""
 
     def __init__(self, model_path: str | Path = REPO_LOCATOR, threads: int = 1, runtime: str = "auto",
-                 threshold: float | None = None, margin: float | None = None):
+                 threshold: float | None = None, margin: float | None = None, refine: bool | None = None):
         self.model_path = Path(model_path)
         self.manifest = load_locator_manifest(self.model_path)
         self.threshold = float(threshold if threshold is not None else self.manifest.get("threshold", DEFAULT_THRESHOLD))
         self.margin = float(margin if margin is not None else self.manifest.get("margin", DEFAULT_MARGIN))
+        self.refine = bool(refine if refine is not None else self.manifest.get("refine", True))
         self.interpreter, self.runtime = build_interpreter(self.model_path, threads=threads, prefer=runtime)
         signatures = self.interpreter.get_signature_list()
         if not signatures:
@@ -223,14 +225,34 @@ class Locator:
         ltrb = _dequantize(raw["box"], self._outputs["box"])[0]
         return heat, ltrb, fit
 
-    def locate(self, frame: np.ndarray) -> Detection | None:
-        """The number's tight box in frame pixels, or None when no cell is hot enough."""
+    def _locate_once(self, frame: np.ndarray, threshold: float) -> Detection | None:
         heat, ltrb, fit = self.maps(frame)
-        found = decode_heatmap(heat, ltrb, self.threshold)
+        found = decode_heatmap(heat, ltrb, threshold)
         if found is None:
             return None
         corners, score = found
         return Detection(box=fit.to_frame(corners), score=score)
+
+    def locate(self, frame: np.ndarray) -> Detection | None:
+        """The number's tight box in frame pixels, or None when no cell is hot enough.
+
+        With ``refine`` a second pass looks again at a window around the first box, where the number
+        spans most of the model's input and its edges are placed several times more finely.
+        """
+        found = self._locate_once(frame, self.threshold)
+        if found is None or not self.refine:
+            return found
+        x, y, w, h = found.box
+        gx, gy = REFINE_GROW_X * w, REFINE_GROW_Y * h
+        x0, y0 = int(max(0, x - gx)), int(max(0, y - gy))
+        x1, y1 = int(min(frame.shape[1], np.ceil(x + w + gx))), int(min(frame.shape[0], np.ceil(y + h + gy)))
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            return found
+        again = self._locate_once(frame[y0:y1, x0:x1], 0.0)
+        if again is None:
+            return found
+        bx, by, bw, bh = again.box
+        return Detection(box=(bx + x0, by + y0, bw, bh), score=found.score)
 
     def find(self, frame: np.ndarray, roi: Box | None = None) -> Box | None:
         """The crop box (x, y, w, h, with margin) of the number in ``frame``, or None.

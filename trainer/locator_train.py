@@ -192,24 +192,34 @@ def train(out: Path, n_train: int = 12000, epochs: int = 12, batch: int = 32, lr
     images, corners = make_scene_set("train", n_train, seed, height, width, ZOOM_RATE, cache)
     log.info("training set: %d scenes, %d without a number", len(images), int(np.isnan(corners[:, 0]).sum()))
     last = out / "last.keras"
+
+    def compile_for(model, epochs_left: int):
+        steps = epochs_left * (len(images) // batch)
+        schedule = keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.02)
+        model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=5.0),
+                      loss={"heatmap": heat_loss, "box": box_loss})
+
     if last.is_file():
         model = keras.models.load_model(last, custom_objects={"heat_loss": heat_loss, "box_loss": box_loss})
         log.info("resuming %s at epoch %d", last, state.get("epoch", 0))
+        if epochs > state["epochs"]:  # longer than planned: a warm restart, one new cosine cycle (SGDR)
+            compile_for(model, epochs - state["epoch"])
+            state.setdefault("restarts", []).append({"at_epoch": state["epoch"], "epochs": epochs, "lr": lr})
+            state["epochs"] = epochs
     else:
         model = build_locator(height, width, width_mult)
-        steps = epochs * (len(images) // batch)
-        schedule = keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.02, warmup_target=None)
-        model.compile(optimizer=keras.optimizers.Adam(schedule, clipnorm=5.0),
-                      loss={"heatmap": heat_loss, "box": box_loss})
+        compile_for(model, epochs)
         state = {"epoch": 0, "height": height, "width": width, "width_mult": width_mult, "n_train": n_train,
                  "epochs": epochs, "batch": batch, "lr": lr, "seed": seed}
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
+    seconds_before, cpu_before = state.get("seconds", 0.0), state.get("cpu_seconds", 0.0)
 
     class Checkpoint(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             model.save(last)
             state.update(epoch=epoch + 1, loss={k: round(float(v), 5) for k, v in (logs or {}).items()},
-                         seconds=round(state.get("seconds", 0) + time.monotonic() - started, 1))
+                         seconds=round(seconds_before + time.monotonic() - started, 1),
+                         cpu_seconds=round(cpu_before + time.process_time() - cpu_started, 1))
             state_file.write_text(json.dumps(state, indent=2))
             if minutes is not None and time.monotonic() - started > minutes * 60:
                 log.info("time budget of %.0f min spent", minutes)
@@ -243,9 +253,10 @@ def blob_box(heat: np.ndarray, threshold: float):
     return cols.min() * STRIDE, rows.min() * STRIDE, (cols.max() + 1) * STRIDE, (rows.max() + 1) * STRIDE
 
 
-def measure(locator, scenes, recognizer=None, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7)) -> dict:
+def measure(locator, scenes, recognizer=None, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7),
+            margins=(0.0, 0.1, 0.25)) -> dict:
     """Box IoU, null rates over thresholds, the blob decoder, and end-to-end sequence accuracy."""
-    from device.locate import box_iou, decode_heatmap, expand
+    from device.locate import box_iou, decode_heatmap
 
     peaks, ious, blob_ious, ms, has = [], [], [], [], []
     boxes = []
@@ -278,28 +289,62 @@ def measure(locator, scenes, recognizer=None, thresholds=(0.3, 0.4, 0.5, 0.6, 0.
             "empty_null": round(float((peaks < t)[~has].mean()), 4) if (~has).any() else None,
         }
     if recognizer is not None:
+        report.update(end_to_end(locator, recognizer, scenes, boxes, peaks, margins))
+    return report
+
+
+def end_to_end(locator, recognizer, scenes, boxes, peaks, margins) -> dict:
+    """Sequence accuracy of locate + read for each crop margin, and of reading the true box (the ceiling)."""
+    from device.locate import expand
+
+    has = np.asarray([box is not None for _, _, box in scenes])
+    truth_hits = 0
+    for frame, label, box in scenes:
+        if box is not None:
+            (truth,), _ = recognizer.read([crop(frame, tuple(int(v) for v in box))])
+            truth_hits += (truth.value or "") == label
+    report = {"true_box_accuracy": round(truth_hits / max(1, has.sum()), 4), "threshold": locator.threshold,
+              "margins": {}}
+    for margin in margins:
         hits, null_ok = 0, 0
         for (frame, label, box), pred, peak in zip(scenes, boxes, peaks):
             value = None
             if peak >= locator.threshold:
-                (reading,), _ = recognizer.read([crop(frame, expand(pred, frame.shape, locator.margin))])
+                (reading,), _ = recognizer.read([crop(frame, expand(pred, frame.shape, margin))])
                 value = reading.value
             if box is not None:
                 hits += (value or "") == label
             else:
                 null_ok += value is None
-        report["end_to_end_accuracy"] = round(hits / max(1, has.sum()), 4)
-        report["end_to_end_empty_null"] = round(null_ok / max(1, (~has).sum()), 4)
-        report["threshold"] = locator.threshold
-        report["margin"] = locator.margin
+        report["margins"][str(margin)] = {"accuracy": round(hits / max(1, has.sum()), 4),
+                                          "empty_null": round(null_ok / max(1, (~has).sum()), 4)}
     return report
+
+
+def tight_crops(locator, recognizer, n: int, seed: int = TEST_SEED) -> dict:
+    """Already-cropped numbers (the recognizer's own test crops): read whole, located, located or whole."""
+    from trainer.sources import iter_samples
+
+    counts = {"whole": 0, "located": 0, "located_or_whole": 0, "not_found": 0}
+    for image, label in itertools.islice(iter_samples("rendered", "test", seed, colour=True), n):
+        (whole,), _ = recognizer.read([image])
+        box = locator.find(image)
+        located = None
+        if box is not None:
+            (reading,), _ = recognizer.read([crop(image, box)])
+            located = reading.value
+        counts["not_found"] += box is None
+        counts["whole"] += (whole.value or "") == label
+        counts["located"] += (located or "") == label
+        counts["located_or_whole"] += ((located if box is not None else whole.value) or "") == label
+    return {k: round(v / n, 4) for k, v in counts.items()} | {"n": n}
 
 
 # ---- export ------------------------------------------------------------------------------------------------
 
 
-def export(run: Path, output: Path, threshold: float = 0.5, margin: float = 0.25, version: str | None = None,
-           metrics: dict | None = None, calibration: int = CALIBRATION) -> dict:
+def export(run: Path, output: Path, threshold: float = 0.5, margin: float = 0.1, refine: bool = True,
+           version: str | None = None, metrics: dict | None = None, calibration: int = CALIBRATION) -> dict:
     """``run/last.keras`` -> full-int8 ``output`` (uint8 input) + manifest, via ``trainer.export.convert_int8``."""
     import keras
 
@@ -322,9 +367,9 @@ def export(run: Path, output: Path, threshold: float = 0.5, margin: float = 0.25
         "architecture": model.name,
         "input": {"height": height, "width": width, "channels": 1, "dtype": "uint8", "preprocess": LOCATOR_PREPROCESS},
         "outputs": {"heatmap": "number probability per cell", "box": f"l,t,r,b edge distances / {BOX_UNIT} px"},
-        "stride": STRIDE, "threshold": threshold, "margin": margin,
+        "stride": STRIDE, "threshold": threshold, "margin": margin, "refine": refine,
         "params": int(model.count_params()), "macs": count_macs(model), "size_bytes": output.stat().st_size,
-        "training": {k: state.get(k) for k in ("epoch", "n_train", "batch", "lr", "seconds", "loss")},
+        "training": {k: state.get(k) for k in ("epoch", "n_train", "batch", "lr", "restarts", "seconds", "cpu_seconds", "loss")},
         "metrics": metrics or {},
     }
     write_manifest(output, fields)
@@ -384,7 +429,9 @@ def main(argv=None) -> int:
     p.add_argument("run", type=Path)
     p.add_argument("-o", "--output", type=Path, default=Path("models/locator.tflite"))
     p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--margin", type=float, default=0.25)
+    p.add_argument("--margin", type=float, default=0.1)
+    p.add_argument("--no-refine", action="store_true", help="one pass only (no second look around the box)")
+    p.add_argument("--metrics", type=Path, default=None, help="an eval report (JSON) to record in the manifest")
     for name in ("eval", "sheet"):
         p = sub.add_parser(name)
         p.add_argument("--locator", type=Path, default=Path("models/locator.tflite"))
@@ -399,7 +446,8 @@ def main(argv=None) -> int:
               minutes=args.minutes)
         return 0
     if args.command == "export":
-        fields = export(args.run, args.output, args.threshold, args.margin)
+        metrics = json.loads(args.metrics.read_text()) if args.metrics else None
+        fields = export(args.run, args.output, args.threshold, args.margin, not args.no_refine, metrics=metrics)
         print(f"wrote {args.output} ({fields['size_bytes']} bytes, {fields['macs']} MACs)")
         return 0
     from device.cli import default_model
@@ -413,6 +461,7 @@ def main(argv=None) -> int:
         print(contact_sheet(locator, recognizer, scenes, args.output))
         return 0
     report = measure(locator, scenes, recognizer)
+    report["tight_crops"] = tight_crops(locator, recognizer, args.n)
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:
