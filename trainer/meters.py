@@ -28,6 +28,7 @@ import numpy as np
 
 from trainer import effects
 from trainer.skips import skip
+from trainer.sources import cache_dir, passes, shared_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +73,11 @@ def group_of(source: str) -> str:
 
 
 def archive_path() -> Path:
-    from trainer.sources import shared_data_dir
-
     return shared_data_dir() / ARCHIVE
 
 
 def extracted_dir(archive: Path | None = None) -> Path:
     """The archive extracted once into the cache (never into the repository); returns its folder."""
-    from trainer.sources import cache_dir
-
     archive = archive or archive_path()
     target = cache_dir() / FOLDER
     if (target / "labels.csv").is_file():
@@ -221,15 +218,11 @@ def iter_meter_digits(split: str, rng: np.random.Generator, kind: str | None = N
         return
     if split != "train":
         crops = eval_order(crops)
-    while True:
-        order = rng.permutation(len(crops)) if split == "train" else range(len(crops))
-        for i in order:
-            img = read_crop(crops[i])
-            if img is None:
-                continue
-            yield (augment_single(img, rng) if split == "train" else img), crops[i].label
-        if split != "train":
-            return
+    for i in passes(len(crops), split, rng):
+        img = read_crop(crops[i])
+        if img is None:
+            continue
+        yield (augment_single(img, rng) if split == "train" else img), crops[i].label
 
 
 # ---- strips ---------------------------------------------------------------------------------------

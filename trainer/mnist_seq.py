@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer import effects
+from trainer.sources import shared_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,6 @@ MAX_MNIST_DIGITS = 5
 
 
 def mnist_path() -> Path:
-    from trainer.sources import shared_data_dir
-
     return shared_data_dir() / "mnist" / "mnist.npz"
 
 

@@ -48,6 +48,14 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "digitcam"
 
 
+def passes(n: int, split: str, rng: np.random.Generator) -> Iterator[int]:
+    """Indices into a finite real set: train reshuffles it forever; val and test go through it once."""
+    while n > 0:
+        yield from (rng.permutation(n) if split == "train" else range(n))
+        if split != "train":
+            return
+
+
 def source_names() -> tuple[str, ...]:
     return tuple(SOURCES)
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from device.contract import MAX_DIGITS
 from trainer.skips import skip
+from trainer.sources import passes
 
 log = logging.getLogger(__name__)
 
@@ -124,18 +125,14 @@ def iter_svhn(split: str, rng: np.random.Generator, svhn_dir: Path | str | None 
     records = records_of_split(Path(svhn_dir), split)
     if not records:
         return
-    while True:
-        order = rng.permutation(len(records)) if split == "train" else range(len(records))
-        for i in order:
-            rec = records[i]
-            img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
-            if img is None:
-                skip("svhn-image", str(rec.path))
-                continue
-            crop = goodfellow_crop(img, rec.box, rng if split == "train" else None)
-            if crop.shape[0] < 4 or crop.shape[1] < 4:
-                skip("svhn-record", f"{rec.path.name}: box outside the image")
-                continue
-            yield cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), rec.label
-        if split != "train":
-            return
+    for i in passes(len(records), split, rng):
+        rec = records[i]
+        img = cv2.imread(str(rec.path), cv2.IMREAD_COLOR)
+        if img is None:
+            skip("svhn-image", str(rec.path))
+            continue
+        crop = goodfellow_crop(img, rec.box, rng if split == "train" else None)
+        if crop.shape[0] < 4 or crop.shape[1] < 4:
+            skip("svhn-record", f"{rec.path.name}: box outside the image")
+            continue
+        yield cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), rec.label
