@@ -392,7 +392,7 @@ class Service:
         if unknown:
             raise CommandError(f"unknown key {unknown[0][:64]!r} for {name}: allowed {', '.join(sorted(allowed))}")
         sensor = args.get("sensor")
-        if sensor is not None and sensor not in {s.name for s in self.sensors}:
+        if sensor is not None and (not isinstance(sensor, str) or sensor not in {s.name for s in self.sensors}):
             raise CommandError(f"unknown sensor {str(sensor)[:64]!r}: have {', '.join(s.name for s in self.sensors)}")
         return args
 

@@ -270,25 +270,27 @@ def test_snapshot_jpeg_and_bad_commands_answered(tmp_path, model, clip, broker, 
     assert colour_cast(edge) > 30  # the box is drawn in colour on the grey frame
     assert colour_cast(inside) < 10
     for name, payload in [("snapshot", b"{not json"), ("selfdestruct", b""), ("read", b'{"sensor": "ghost"}'),
-                          ("reload", b'{"sensor": "number"}'), ("read", b"[1, 2]"), ("read", b"x" * 5000)]:
+                          ("reload", b'{"sensor": "number"}'), ("read", b"[1, 2]"), ("read", b"x" * 5000),
+                          ("snapshot", b'{"sensor": ["number"]}')]:
         sub.publish(f"{TOPICS.base}/cmd/{name}", payload)
     sub.publish(f"{TOPICS.base}/cmd/read", b"")
-    wait_until(lambda: len(sub.payloads(TOPICS.command_result)) == 8, 10)
+    wait_until(lambda: len(sub.payloads(TOPICS.command_result)) == 9, 10)
     results = [json.loads(p) for p in sub.payloads(TOPICS.command_result)]
     assert results[0] == {"command": "snapshot", "id": 7, "snapshots": [TOPICS.snapshot("number")], "ok": True}
-    errors = [r["error"] for r in results[1:7]]
-    assert [r["ok"] for r in results] == [True] + [False] * 6 + [True]
+    errors = [r["error"] for r in results[1:8]]
+    assert [r["ok"] for r in results] == [True] + [False] * 7 + [True]
     assert "not JSON" in errors[0] and "unknown command 'selfdestruct'" in errors[1]
     assert "unknown sensor 'ghost'" in errors[2] and "unknown key 'sensor' for reload" in errors[3]
     assert "must be a JSON object" in errors[4] and "too large" in errors[5]
-    assert "number" in results[7]["values"]
+    assert "unknown sensor \"['number']\"" in errors[6]
+    assert "number" in results[8]["values"]
     stats = json.loads(wait_until(lambda: sub.payloads(TOPICS.stats), 5)[-1])
     assert stats["frames"] > 0 and stats["fps"] > 0 and stats["camera"] == "online"
     assert {"inference_ms_p50", "inference_ms_p95", "dropped_frames", "cpu_temp_c", "uptime_s", "queue"} <= set(stats)
     daemon.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: "reloaded: 1 sensor(s)" in daemon.log(), 15)
     sub.publish(f"{TOPICS.base}/cmd/reload", b"")
-    wait_until(lambda: len(sub.payloads(TOPICS.command_result)) == 9, 15)
+    wait_until(lambda: len(sub.payloads(TOPICS.command_result)) == 10, 15)
     assert json.loads(sub.payloads(TOPICS.command_result)[-1]) == {"command": "reload", "ok": True}
     assert daemon.proc.poll() is None
 

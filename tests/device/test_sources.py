@@ -137,7 +137,7 @@ def test_latest_frame_drops_stale_frames_rather_than_queueing():
     time.sleep(0.1)  # the reader is busy; the camera keeps going
     second = grabber.get()
     grabber.stop()
-    assert second - first > 5  # we got the newest frame, not the next one in a queue
+    assert second - first > 2  # we got the newest frame, not the next one in a queue
     assert grabber.dropped >= second - first - 1
 
 
