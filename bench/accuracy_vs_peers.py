@@ -17,10 +17,10 @@ first ``--full-n`` images of each set. Prints one markdown table and ends with o
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import sys
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,35 +55,19 @@ class DigitcamDigits:
 # ---- the labelled sets ------------------------------------------------------------------------------
 
 
-def spread(items: list, n: int) -> list:
-    """n items evenly spaced over the list, so a set in archive order covers every held-out meter."""
-    if len(items) <= n:
-        return items
-    return [items[int(i)] for i in np.linspace(0, len(items) - 1, n).round()]
-
-
-def rendered_style(style: str, n: int, seed: int) -> list[tuple[np.ndarray, str]]:
-    """n rendered colour crops of one look (a plaque, a drum counter), 1-8 digits each.
-
-    The ``rendered`` source mixes its looks at random and has no option to pick one, so the renderer's
-    per-look drawing step is called directly.
-    """
-    from trainer.render import Renderer, random_label
-
-    renderer = Renderer(colour=True)
-    rng = np.random.default_rng([zlib.crc32(style.encode()), seed])
-    return [renderer._draw(rng, random_label(rng), style) for _ in range(n)]
-
-
 def load_set(name: str, n: int, seed: int) -> list[tuple[np.ndarray, str]]:
-    """Raw crops (RGB or grey uint8) with their labels; every engine gets these same pixels."""
+    """The first n raw crops (RGB or grey uint8) with their labels; every engine gets these same pixels.
+
+    The held-out meter sets come in a fixed shuffled order that mixes all their meters; the rendered
+    sets are one look each, in colour, every crop holding a number.
+    """
     from trainer.sources import iter_samples
 
-    if name == "meters":
-        return spread(list(iter_samples("meters", "test", seed)), n)
-    if name == "meter-strips":
-        return list(iter_samples("meter-strips", "test", seed, limit=n))
-    return rendered_style(RENDERED_SETS[name], n, seed)
+    if name in RENDERED_SETS:
+        stream = iter_samples("rendered", "test", seed, colour=True, styles=(RENDERED_SETS[name],), empty_rate=0.0)
+    else:
+        stream = iter_samples(name, "test", seed)
+    return list(itertools.islice(stream, n))
 
 
 # ---- scoring ----------------------------------------------------------------------------------------
