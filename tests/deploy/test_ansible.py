@@ -87,16 +87,21 @@ def test_second_run_changes_nothing(deployed):
     assert second.recap["changed"] == 0, second.output[-4000:]
 
 
-def test_config_tag_check_diff_shows_the_change_without_making_it(deployed):
+def test_check_diff_shows_config_and_model_changes_without_making_them(deployed, tmp_path):
     config_file = deployed.path("/etc/digitcam/digitcam.toml")
-    before = config_file.read_text()
-    dry = deployed.run("--tags", "config", "--check", "--diff", digitcam_mqtt_host="new-broker.local")
+    models = deployed.path("/var/lib/digitcam/models")
+    config_before, current_before = config_file.read_text(), os.readlink(models / "current")
+    new_model = write_model(tmp_path, "3.0.0-dry", b"a model that is only looked at")
+    dry = deployed.run("--tags", "config,model", "--check", "--diff", digitcam_mqtt_host="new-broker.local",
+                       digitcam_model=str(new_model))
     assert dry.returncode == 0, dry.output[-4000:]
-    assert dry.recap["changed"] == 1
     assert '+host = "new-broker.local"' in dry.output
-    assert "Upload the model" not in dry.output  # --tags config leaves the model alone
+    assert "changed: [localhost]" in dry.output.split("Point the current model link at")[1].split("TASK")[0]
+    assert "Install the uploaded digitcam wheel" not in dry.output  # the tags leave the package alone
     assert 'pa"ss word' not in dry.output
-    assert config_file.read_text() == before
+    assert config_file.read_text() == config_before
+    assert os.readlink(models / "current") == current_before
+    assert not (models / "3.0.0-dry").exists()
 
 
 def test_a_config_the_daemon_rejects_never_lands(deployed):
