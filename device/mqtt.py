@@ -259,6 +259,3 @@ class Publisher:
             info = self.client.publish(msg.topic, msg.payload, qos=1, retain=msg.retain)
             self._inflight[info.mid] = msg.seq
             self._sent_upto = msg.seq
-
-    def queue_length(self) -> int:
-        return len(self.spool)
