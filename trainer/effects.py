@@ -163,7 +163,7 @@ def camera(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> 
     if rng.random() < 0.4 * s:
         img = colour_cast(img, rng, 0.25 * s)
     if rng.random() < 0.35 * s:
-        img = contrast(img, rng, max(0.25, 1.0 - 0.7 * s))
+        img = contrast(img, rng, max(0.4, 1.0 - 0.6 * s))
     r = rng.random()
     if r < 0.3 * s:
         img = gaussian_blur(img, rng, rng.uniform(0.3, 0.5 + 1.2 * s) * size)
@@ -175,7 +175,8 @@ def camera(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> 
         if most > 1.05:
             img = low_resolution(img, rng, rng.uniform(1.0, most))
     if rng.random() < 0.6 * s:
-        img = add_noise(img, rng, rng.uniform(2, 4 + 14 * s))
+        # noise at most ~a third of the image's own spread, so a faint number is not drowned
+        img = add_noise(img, rng, min(rng.uniform(2, 4 + 14 * s), 1.0 + 0.35 * float(img.std())))
     if rng.random() < 0.3 * s:
         img = jpeg(img, rng, rng.integers(max(10, int(60 - 45 * s)), 85))
     return img

@@ -194,7 +194,8 @@ def frame(lay: Layout, rng: np.random.Generator, tight: float = 0.15) -> tuple[i
 
 # ---- ink variants and clutter -----------------------------------------------------------------------
 
-UNIT_TEXTS = ("kWh", "m3", "KWH", "kW", "No", "Nr.", "x0.1", "l", "V", "A", "Hz", "MWh", "gal", "ft3", "Imp", "T1")
+# Letters only, and none that looks like a digit in some font (no l, I, O, o, S, Z, B, g, q).
+UNIT_TEXTS = ("kWh", "KWH", "kW", "MWh", "Wh", "kvarh", "cu.m", "Nr.", "V", "A", "cf", "Nm", "kVA", "MJ")
 _HERSHEY = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_COMPLEX)
 
 
@@ -216,7 +217,7 @@ def dot_matrix(alpha: np.ndarray, pitch: int) -> np.ndarray:
 
 
 def with_units(alpha: np.ndarray, box: tuple[int, int, int, int], rng: np.random.Generator) -> np.ndarray:
-    """A small unit or caption ('kWh', 'No') beside or under the number, never over it: not digits to read.
+    """A small unit or caption ('kWh', 'Nr.') beside or under the number, never over it: not digits to read.
 
     Captions are letters only, so a model that reads them as digits is wrong; they may be cut by the edge.
     """
@@ -390,7 +391,7 @@ def paint_lcd(rng, alpha, off, cells, box, look: Look) -> np.ndarray:
 def paint_wall(rng, alpha, off, cells, box, look: Look) -> np.ndarray:
     """Painted on plaster, brick or wood: strong texture, rough paint edges, paint a little thin."""
     h, w = alpha.shape
-    bg, ink = polarity_pair(rng, rng.uniform(0, 0.8), look, min_gap=50)
+    bg, ink = polarity_pair(rng, rng.uniform(0, 0.8), look)
     img = _textured(rng, h, w, bg, rng.uniform(20, 70))
     rough = effects.window(effects.texture_bank(), h, w, rng)
     paint = np.clip(alpha * rng.uniform(0.7, 1.0) + (rough - 0.5) * rng.uniform(0, 0.8) * alpha, 0, 1)

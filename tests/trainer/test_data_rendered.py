@@ -123,3 +123,8 @@ def test_the_crop_never_cuts_into_the_number_even_with_neighbours_and_overlap():
         x0, y0, x1, y1 = render.frame(lay, rng)
         bx0, by0, bx1, by1 = lay.box
         assert x0 <= bx0 and x1 >= bx1 and y0 <= by0 and y1 >= by1, (g.name, lay.box, (x0, y0, x1, y1))
+
+
+def test_captions_hold_nothing_a_model_could_read_as_a_digit():
+    lookalikes = set("0123456789lIOoSZBgqz")
+    assert all(not (set(text) & lookalikes) for text in render.UNIT_TEXTS)
