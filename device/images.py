@@ -25,6 +25,13 @@ def check_frame(frame, what: str = "frame") -> np.ndarray:
     return frame
 
 
+def is_blank(frame: np.ndarray, levels: int = 8) -> bool:
+    """True when a frame shows nothing (lens cap, darkness, dead sensor): every sampled pixel within
+    ``levels`` shades of the others. A grid of every 8th pixel keeps this cheap on a Pi."""
+    sample = frame[::8, ::8]
+    return sample.size == 0 or int(sample.max()) - int(sample.min()) < levels
+
+
 def decode_image(data: bytes, what: str = "image") -> np.ndarray:
     """Encoded bytes (JPEG, PNG, ...) -> BGR or grey array, keeping 16-bit depth for the contract to reduce."""
     buf = np.frombuffer(data, dtype=np.uint8)

@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -109,29 +110,35 @@ def env_daemons():
 class NotifyListener:
     """The systemd side of sd_notify: a unix datagram socket the daemon sends READY=1/WATCHDOG=1/STATUS= to.
 
-    Every datagram is kept with its arrival time, so a test can ask what arrived in a time window.
+    A thread receives every datagram as it arrives and keeps it with its arrival time, so a test can ask
+    what arrived in a time window.
     """
 
     def __init__(self, path: Path):
         self.path = str(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
-        self.sock.setblocking(False)
+        self.sock.settimeout(0.05)
         self.messages: list[tuple[float, str]] = []
+        self._running = True
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
 
-    def drain(self) -> list[tuple[float, str]]:
-        while True:
+    def _receive(self) -> None:
+        while self._running:
             try:
                 data = self.sock.recv(65536)
-            except BlockingIOError:
-                return self.messages
-            for line in data.decode().splitlines():
-                self.messages.append((time.monotonic(), line))
+            except (socket.timeout, OSError):
+                continue
+            now = time.monotonic()
+            self.messages.extend((now, line) for line in data.decode().splitlines())
 
     def lines(self, since: float = 0.0, until: float = float("inf")) -> list[str]:
-        return [line for t, line in self.drain() if since <= t < until]
+        return [line for t, line in list(self.messages) if since <= t < until]
 
     def close(self) -> None:
+        self._running = False
+        self._thread.join(1)
         self.sock.close()
 
 
