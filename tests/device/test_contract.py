@@ -118,3 +118,18 @@ def test_decode_outputs_dispatches_by_name_and_refuses_unknown_heads():
     assert decode_outputs({"ctc": probs})[0].value == "5"
     with pytest.raises(ValueError, match="neither head"):
         decode_outputs({"logits": probs})
+
+
+def test_fast_percentiles_equal_numpy():
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        h, w = rng.integers(1, 60, 2)
+        img = (rng.integers(0, 256, (h, w)) // rng.integers(1, 50)).astype(np.uint8)
+        for got, want in zip(contract._percentiles_u8(img, (2, 50, 98)), np.percentile(img, (2, 50, 98))):
+            assert got == want and type(got) is type(want)
+
+
+def test_integer_grey_equals_truncated_channel_mean():
+    rng = np.random.default_rng(4)
+    img = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(contract.to_gray(img), img.mean(axis=2).astype(np.uint8))
