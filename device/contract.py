@@ -142,11 +142,13 @@ def _percentiles_u8(gray: np.ndarray, pcts) -> list[np.float64]:
     n = int(cum[-1])
     out = []
     for p in pcts:
-        pos = (n - 1) * p / 100.0
+        pos = (n - 1) * (np.float64(p) / 100)
         k = int(np.floor(pos))
-        lo = int(np.searchsorted(cum, k, side="right"))
-        hi = int(np.searchsorted(cum, min(k + 1, n - 1), side="right"))
-        out.append(np.float64(lo + (pos - k) * (hi - lo)))  # float64 like numpy, so the LUT math is identical
+        gamma = pos - k
+        a = np.float64(np.searchsorted(cum, k, side="right"))
+        b = np.float64(np.searchsorted(cum, min(k + 1, n - 1), side="right"))
+        # numpy's own lerp, rounding included, so the stretch LUT is bit-identical
+        out.append(b - (b - a) * (1 - gamma) if gamma >= 0.5 else a + (b - a) * gamma)
     return out
 
 
