@@ -16,6 +16,7 @@ jitter: the test suite trains a tiny model on it in a minute.
 from __future__ import annotations
 
 import logging
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -428,12 +429,26 @@ def _by_family(fonts: tuple[GlyphSet, ...]) -> tuple[tuple[GlyphSet, ...], ...]:
     return tuple(tuple(v) for _, v in sorted(families.items()))
 
 
+def held_out_family(family: str) -> bool:
+    """About one font family in five is never drawn for training, so val/test measure unseen typefaces."""
+    return zlib.crc32(family.encode()) % 5 == 0
+
+
+def fonts_for_split(fonts: tuple[GlyphSet, ...], split: str) -> tuple[GlyphSet, ...]:
+    """Train draws the other families, val/test only the held-out ones (all of them if none is held out)."""
+    chosen = tuple(g for g in fonts if held_out_family(g.family) == (split != "train"))
+    return chosen or fonts
+
+
 class Renderer:
-    """Draws (image, label) samples; ``difficulty`` 'easy' or 'full', ``empty_rate`` share of no-number crops."""
+    """Draws (image, label) samples; ``difficulty`` 'easy' or 'full', ``empty_rate`` share of no-number crops.
+
+    ``split`` picks the font families (see ``held_out_family``); the easy fonts are shared by all splits.
+    """
 
     def __init__(
         self, difficulty: str = "full", empty_rate: float = 0.06, max_len: int = MAX_LEN, colour: bool = False,
-        styles: tuple[str, ...] | None = None,
+        styles: tuple[str, ...] | None = None, split: str = "train",
     ):
         if difficulty not in DIFFICULTIES:
             raise ValueError(f"unknown difficulty {difficulty!r}: want one of {', '.join(DIFFICULTIES)}")
@@ -449,8 +464,12 @@ class Renderer:
         self.max_len = max_len
         fonts = glyph_sets(EASY_FONTS) if self.easy else glyph_sets()
         self.fonts = fonts
-        self.segment_fonts = _by_family(tuple(g for g in fonts if g.segment) or fonts)
-        self.text_fonts = _by_family(tuple(g for g in fonts if not g.segment) or fonts)
+        segment = tuple(g for g in fonts if g.segment) or fonts
+        text = tuple(g for g in fonts if not g.segment) or fonts
+        if not self.easy:
+            segment, text = fonts_for_split(segment, split), fonts_for_split(text, split)
+        self.segment_fonts = _by_family(segment)
+        self.text_fonts = _by_family(text)
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         """One (RGB uint8 crop, label) pair."""
@@ -546,11 +565,11 @@ class Renderer:
 
 def iter_rendered(split: str, rng: np.random.Generator, difficulty: str = "full", empty_rate: float = 0.06,
                   max_len: int = MAX_LEN, colour: bool = False, styles: tuple[str, ...] | None = None):
-    """The ``rendered`` source: an endless stream for every split (splits differ by their seeds only).
+    """The ``rendered`` source: an endless stream for every split (splits differ by seed and font families).
 
     Crops come grey (what the model sees; fastest) unless ``colour=True`` (contact sheets, scenes);
     ``styles`` keeps to some looks (e.g. ``("drum",)``) for per-domain evaluation sets.
     """
-    renderer = Renderer(difficulty, empty_rate, max_len, colour, styles)
+    renderer = Renderer(difficulty, empty_rate, max_len, colour, styles, split=split)
     while True:
         yield renderer.sample(rng)

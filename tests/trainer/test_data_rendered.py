@@ -128,3 +128,13 @@ def test_the_crop_never_cuts_into_the_number_even_with_neighbours_and_overlap():
 def test_captions_hold_nothing_a_model_could_read_as_a_digit():
     lookalikes = set("0123456789lIOoSZBgqz")
     assert all(not (set(text) & lookalikes) for text in render.UNIT_TEXTS)
+
+
+def test_validation_fonts_are_held_out_of_training():
+    """Val/test draw only font families that training never draws (issue 4: fonts held out)."""
+    train = render.Renderer(split="train")
+    val = render.Renderer(split="val")
+    train_families = {g.family for pool in (train.text_fonts + train.segment_fonts) for g in pool}
+    val_families = {g.family for pool in (val.text_fonts + val.segment_fonts) for g in pool}
+    assert val_families and train_families
+    assert not train_families & val_families
