@@ -53,6 +53,20 @@ def int8_readings(recognizer, images: np.ndarray) -> list:
     return out
 
 
+def ms_per_crop(recognizer, images: np.ndarray, runs: int = 100) -> float:
+    """Median milliseconds of one single-crop invoke: what the Pi pays per number per frame."""
+    import time
+
+    crop = images[:1]
+    recognizer.infer(crop)  # warm-up: the first invoke allocates
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        recognizer.infer(crop)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return float(np.median(times))
+
+
 def convert_int8(model, calibration: np.ndarray, output: Path) -> Path:
     """Keras model -> full-int8 .tflite with uint8 input, dynamic batch and the model's output names."""
     import tensorflow as tf
@@ -149,6 +163,7 @@ def export_model(
         output.with_suffix(".json").unlink()
         raise ModelError(f"int8 parity failed (more than {parity_points} points lost): " + "; ".join(failures))
     fields["parity_checked"] = parity
+    fields["ms_per_crop_1_thread"] = round(ms_per_crop(recognizer, calibration), 3)
     write_manifest(output, fields)
     log.info("wrote %s (%d bytes, %s head)", output, output.stat().st_size, fields["head"])
     return fields
