@@ -253,43 +253,54 @@ def blob_box(heat: np.ndarray, threshold: float):
     return cols.min() * STRIDE, rows.min() * STRIDE, (cols.max() + 1) * STRIDE, (rows.max() + 1) * STRIDE
 
 
-def measure(locator, scenes, recognizer=None, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7),
+def measure(model_path: Path, scenes, recognizer=None, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
             margins=(0.0, 0.1, 0.25)) -> dict:
-    """Box IoU, null rates over thresholds, the blob decoder, and end-to-end sequence accuracy."""
-    from device.locate import box_iou, decode_heatmap
+    """Box IoU of three decoders (blob extent, one pass, refined), null rates over thresholds, end to end.
 
-    peaks, ious, blob_ious, ms, has = [], [], [], [], []
-    boxes = []
+    IoU is measured with the threshold at 0 (every scene gets a box); the threshold sweep then says which
+    scenes a threshold would have dropped. End to end uses the manifest's threshold, refine and margins.
+    """
+    from device.locate import Locator, box_iou, decode_heatmap
+
+    chosen = Locator(model_path)
+    one = Locator(model_path, threshold=0.0, refine=False)
+    two = Locator(model_path, threshold=0.0, refine=True)
+    peaks, ious, ms, has, heights, boxes = [], {"blob": [], "one_pass": [], "refined": []}, [], [], [], []
     for frame, _, box in scenes:
         start = time.perf_counter()
-        heat, ltrb, fit = locator.maps(frame)
-        found = decode_heatmap(heat, ltrb, 0.0)
+        heat, ltrb, fit = one.maps(frame)
+        corners, peak = decode_heatmap(heat, ltrb, 0.0)
         ms.append((time.perf_counter() - start) * 1000)
-        peaks.append(found[1])
-        pred = fit.to_frame(found[0])
-        boxes.append(pred)
+        refined = two.locate(frame).box
+        peaks.append(peak)
         has.append(box is not None)
-        ious.append(box_iou(pred, box) if box is not None else 0.0)
-        blob = blob_box(heat, 0.0)
-        blob_ious.append(box_iou(fit.to_frame(blob), box) if box is not None else 0.0)
-    peaks, ious, blob_ious, has = map(np.asarray, (peaks, ious, blob_ious, has))
+        heights.append(box[3] if box is not None else 0)
+        boxes.append(refined if chosen.refine else fit.to_frame(corners))
+        for name, pred in (("blob", fit.to_frame(blob_box(heat, 0.0))), ("one_pass", fit.to_frame(corners)),
+                           ("refined", refined)):
+            ious[name].append(box_iou(pred, box) if box is not None else 0.0)
+    peaks, has, heights = np.asarray(peaks), np.asarray(has), np.asarray(heights)
+    ious = {k: np.asarray(v) for k, v in ious.items()}
+    used = ious["refined" if chosen.refine else "one_pass"]
     report = {
         "n": len(scenes), "with_number": int(has.sum()), "without_number": int((~has).sum()),
-        "ms_locate_median": round(float(np.median(ms)), 3),
-        "iou_mean": round(float(ious[has].mean()), 4),
-        "iou_ge_0.7": round(float((ious[has] >= 0.7).mean()), 4),
-        "blob_decoder_iou_mean": round(float(blob_ious[has].mean()), 4),
-        "blob_decoder_iou_ge_0.7": round(float((blob_ious[has] >= 0.7).mean()), 4),
+        "ms_one_pass_median": round(float(np.median(ms)), 3),
+        "decoders": {k: {"iou_mean": round(float(v[has].mean()), 4), "iou_ge_0.7": round(float((v[has] >= 0.7).mean()), 4)}
+                     for k, v in ious.items()},
+        "by_height": {},
         "thresholds": {},
     }
+    for lo, hi in ((0, 40), (40, 80), (80, 480)):
+        sel = has & (heights >= lo) & (heights < hi)
+        report["by_height"][f"{lo}-{hi}px"] = {"n": int(sel.sum()), "iou_ge_0.7": round(float((used[sel] >= 0.7).mean()), 4)}
     for t in thresholds:
         report["thresholds"][str(t)] = {
-            "found_iou_ge_0.7": round(float(((peaks >= t) & (ious >= 0.7))[has].mean()), 4),
+            "found_iou_ge_0.7": round(float(((peaks >= t) & (used >= 0.7))[has].mean()), 4),
             "missed": round(float((peaks < t)[has].mean()), 4),
             "empty_null": round(float((peaks < t)[~has].mean()), 4) if (~has).any() else None,
         }
     if recognizer is not None:
-        report.update(end_to_end(locator, recognizer, scenes, boxes, peaks, margins))
+        report.update(end_to_end(chosen, recognizer, scenes, boxes, peaks, margins))
     return report
 
 
@@ -460,7 +471,7 @@ def main(argv=None) -> int:
     if args.command == "sheet":
         print(contact_sheet(locator, recognizer, scenes, args.output))
         return 0
-    report = measure(locator, scenes, recognizer)
+    report = measure(args.locator, scenes, recognizer)
     report["tight_crops"] = tight_crops(locator, recognizer, args.n)
     text = json.dumps(report, indent=2)
     print(text)
