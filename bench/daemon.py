@@ -279,11 +279,11 @@ def run(args) -> dict:
 def print_table(r: dict, args) -> None:
     print(f"# {machine()}; model {Path(args.model).name}; sensor by {r['sensor']}; "
           f"{r['seconds']:.0f} s measured after {args.warmup:.0f} s warm-up; one thread")
-    print("| frames/s | frames | publishes | frame->publish p50 / p95 ms | change->publish p50 / p95 ms | "
-          "RSS warm MB | RSS end MB | errors |")
+    print("| frames/s | frames | publishes / number changes | frame->publish p50 / p95 ms | "
+          "change->publish p50 / p95 ms | RSS warm MB | RSS end MB | errors |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     fp, cp = r["frame_to_publish"], r["change_to_publish"]
-    print(f"| {r['fps']:.0f} | {r['frames']} | {r['publishes']} | {fp[0]:.2f} / {fp[1]:.2f} | "
+    print(f"| {r['fps']:.0f} | {r['frames']} | {r['publishes']} / {r['changes']:.0f} | {fp[0]:.2f} / {fp[1]:.2f} | "
           f"{cp[0]:.2f} / {cp[1]:.2f} | {r['rss_warm_mb']:.0f} | {r['rss_end_mb']:.0f} | {r['errors']} |")
 
 
