@@ -39,7 +39,7 @@ def test_first_run_lays_out_the_files_with_their_content_and_modes(deployed):
 
     password = config_dir / "mqtt-password"
     assert password.read_text() == 'pa"ss word'
-    assert mode_of(password) == 0o600  # the daemon refuses a password file anyone else can read
+    assert mode_of(password) == 0o640  # root-owned, readable by the service's group only
     assert 'pa"ss word' not in deployed.first_run.output
 
     config_file = config_dir / "digitcam.toml"
