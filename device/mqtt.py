@@ -10,6 +10,8 @@ restarts. paho reconnects by itself with backoff (``reconnect_delay_set``); ther
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -196,10 +198,33 @@ class Publisher:
         self._wake.set()
 
     def _on_connect_fail(self, client, userdata) -> None:
-        if self._last_refusal != "unreachable":
-            log.warning("broker %s:%d is unreachable; retrying with backoff (readings are spooled)",
-                        self.config.host, self.config.port)
-            self._last_refusal = "unreachable"
+        reason = self._why_connect_failed()
+        if self._last_refusal != reason:
+            log.warning("broker %s:%d is %s; retrying with backoff (readings are spooled)",
+                        self.config.host, self.config.port, reason)
+            self._last_refusal = reason
+
+    def _why_connect_failed(self) -> str:
+        """paho does not say why a connection failed (an untrusted certificate looked like a dead broker);
+        one probe connection, paced by the reconnect backoff, finds out so the log line names the cause."""
+        cfg = self.config
+        try:
+            with socket.create_connection((cfg.host, cfg.port), timeout=3) as sock:
+                if cfg.tls:
+                    context = ssl.create_default_context(cafile=cfg.ca_file or None)
+                    if cfg.tls_insecure:
+                        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+                    if cfg.cert_file:
+                        context.load_cert_chain(cfg.cert_file, cfg.key_file or None)
+                    with context.wrap_socket(sock, server_hostname=cfg.host):
+                        pass
+        except ssl.SSLCertVerificationError as exc:
+            return f"not trusted: TLS certificate verify failed ({exc.verify_message}); check mqtt.ca_file"
+        except ssl.SSLError as exc:
+            return f"refusing TLS: handshake failed ({exc.reason or exc})"
+        except OSError as exc:
+            return f"unreachable ({exc.strerror or exc})"
+        return "unreachable"
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected and not self._stopping:
