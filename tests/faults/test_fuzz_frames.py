@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import zlib
 from datetime import timedelta
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -152,6 +155,15 @@ def service(recognizer, tmp_path_factory):
                    unusable_after_s=float("inf"))  # per-frame robustness here; the camera-down pacing elsewhere
 
 
+@pytest.fixture(scope="module")
+def fuzz_file(tmp_path_factory):
+    """The one file every case is written to: in RAM (/dev/shm) where there is one, 10,000 writes are cheap."""
+    shm = Path("/dev/shm")
+    directory = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else tmp_path_factory.mktemp("fuzz")
+    yield directory / "case.img"
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def process_frame(service: Service, frame) -> None:
     """The daemon path: a frame either counts as processed or as an error logged on one line."""
     frames, errors = service.frame_no, service.stats.errors
@@ -164,10 +176,10 @@ def process_frame(service: Service, frame) -> None:
 @settings(max_examples=FUZZ_CASES, deadline=timedelta(seconds=30), database=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 @given(kind=st.sampled_from(KINDS), seed=st.integers(0, 2**64 - 1))
-def test_fuzzed_files_and_frames_give_one_line_errors_or_readings(recognizer, service, tmp_path_factory, kind, seed):
+def test_fuzzed_files_and_frames_give_one_line_errors_or_readings(recognizer, service, fuzz_file, kind, seed):
     what, thing = make_case(kind, random.Random(seed))
     if what == "file":
-        path = tmp_path_factory.getbasetemp() / "fuzz.img"
+        path = fuzz_file
         path.write_bytes(thing)
         result = read_image(recognizer, str(path), use_locator=False)
         assert_one_line_result(result)
