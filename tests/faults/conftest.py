@@ -22,7 +22,6 @@ import pytest
 
 from tests.device.conftest import Broker, Subscriber, make_broker, broker, subscribe, wait_until  # noqa: F401
 from tests.device.test_service import (  # noqa: F401
-    DEVICE,
     REPO,
     TOPICS,
     Daemon,
