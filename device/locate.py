@@ -34,10 +34,14 @@ LOCATOR_PREPROCESS = "gray-letterbox-locator-v1"
 STRIDE = 4  # input pixels per output cell
 BOX_UNIT = 8.0  # the ``box`` output counts edge distances in units of this many input pixels
 DEFAULT_THRESHOLD = 0.5  # peak heat below this: no number in the frame
-DEFAULT_MARGIN = 0.25  # of the number's height, added on every side before cropping
+DEFAULT_MARGIN = 0.0  # of the number's height, added on every side (the trained box already has a margin)
 BLOB_FRACTION = 0.5  # cells at least this share of the peak belong to the peak's blob
 MIN_ASPECT, MAX_ASPECT = 1.0, 6.0
-REFINE_GROW_X, REFINE_GROW_Y = 0.25, 0.5  # the second pass's window around the first box, of its width/height  # the crop's width:height range, as in the recognizer's training crops
+REFINE_GROW_X, REFINE_GROW_Y = 0.25, 0.5
+# A box covering this share of the image means the image is already a crop of the number: read it
+# whole. Tight crops: 79.0 % read right vs 72.3 % through the box; 640x480 scenes: unchanged (0.3 cost
+# them 2.5 points). docs/LOCATOR.md.
+WHOLE_FRAME_COVER = 0.4  # the second pass's window around the first box, of its width/height  # the crop's width:height range, as in the recognizer's training crops
 
 Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
 
@@ -92,12 +96,18 @@ def fit_frame(frame: np.ndarray, height: int, width: int) -> tuple[np.ndarray, F
     Letterboxing, not stretching, keeps a number's shape the same in a 4:3 frame, a 16:9 frame and a
     tight 4:1 crop, so one model finds all of them. Padding is mid-grey.
     """
-    gray = to_gray(frame)
-    h, w = gray.shape
+    frame = np.asarray(frame)
+    if frame.ndim not in (2, 3) or min(frame.shape[:2]) < 1:
+        raise ValueError(f"not an image: array of shape {frame.shape}")
+    h, w = frame.shape[:2]
     scale = min(height / h, width / w)
     new_w, new_h = max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale)))
     interp = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-    small = cv2.resize(gray, (new_w, new_h), interpolation=interp)
+    if frame.dtype in (np.uint8, np.uint16, np.float32) and (frame.ndim == 2 or frame.shape[2] <= 4):
+        # shrink first, then grey: the channel mean of 19 k pixels instead of 307 k (1 ms on a 640x480 frame)
+        small = to_gray(cv2.resize(frame, (new_w, new_h), interpolation=interp))
+    else:
+        small = cv2.resize(to_gray(frame), (new_w, new_h), interpolation=interp)
     left, top = (width - new_w) // 2, (height - new_h) // 2
     if (new_w, new_h) != (width, height):
         small = cv2.copyMakeBorder(small, top, height - new_h - top, left, width - new_w - left,
@@ -265,11 +275,12 @@ class Locator:
             box = self.find(crop(frame, roi))
             return None if box is None else (box[0] + x, box[1] + y, box[2], box[3])
         found = self.locate(frame)
-        if found is None:
+        if found is None or min(found.box[2:]) <= 0:
             return None
-        if min(found.box[2:]) <= 0:
-            return None
-        return expand(found.box, frame.shape, self.margin)
+        box = expand(found.box, frame.shape, self.margin)
+        if box[2] * box[3] >= WHOLE_FRAME_COVER * frame.shape[0] * frame.shape[1]:
+            return whole_frame(frame)  # the number fills the image: it is a crop already, read all of it
+        return box
 
     def describe(self) -> dict:
         return {"name": self.manifest.get("name"), "version": self.manifest.get("version"),

@@ -329,7 +329,23 @@ def end_to_end(locator, recognizer, scenes, boxes, peaks, margins) -> dict:
                 null_ok += value is None
         report["margins"][str(margin)] = {"accuracy": round(hits / max(1, has.sum()), 4),
                                           "empty_null": round(null_ok / max(1, (~has).sum()), 4)}
+    report["find_and_read"] = find_and_read(locator, recognizer, scenes)
     return report
+
+
+def find_and_read(locator, recognizer, scenes) -> dict:
+    """What ``digitcam read`` does: ``Locator.find`` (manifest threshold, margin, whole-image rule), then read."""
+    hits, null_ok, n_empty = 0, 0, 0
+    for frame, label, box in scenes:
+        found = locator.find(frame)
+        value = None
+        if found is not None:
+            (reading,), _ = recognizer.read([crop(frame, found)])
+            value = reading.value
+        hits += box is not None and (value or "") == label
+        null_ok += box is None and value is None
+        n_empty += box is None
+    return {"accuracy": round(hits / max(1, len(scenes) - n_empty), 4), "empty_null": round(null_ok / max(1, n_empty), 4)}
 
 
 def tight_crops(locator, recognizer, n: int, seed: int = TEST_SEED) -> dict:
@@ -390,7 +406,7 @@ def export(run: Path, output: Path, threshold: float = 0.5, margin: float = 0.1,
 # ---- contact sheet ----------------------------------------------------------------------------------------
 
 
-def contact_sheet(locator, recognizer, scenes, output: Path, cols: int = 6, tile_width: int = 320) -> Path:
+def contact_sheet(locator, recognizer, scenes, output: Path, cols: int = 6, tile_width: int = 240) -> Path:
     """Annotated scenes (found box and reading in green/red, true box in thin blue) tiled into one PNG."""
     import cv2
 
@@ -409,7 +425,7 @@ def contact_sheet(locator, recognizer, scenes, output: Path, cols: int = 6, tile
             x, y, w, h = (int(v) for v in box)
             cv2.rectangle(tile, (x, y), (x + w - 1, y + h - 1), (230, 120, 30), 1)
         ok = (value or "") == label
-        cv2.putText(tile, f"truth {label or '-'}", (4, tile.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.9,
+        cv2.putText(tile, f"truth {label or '-'}", (4, tile.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 1.2,
                     (60, 220, 60) if ok else (40, 40, 230), 2, cv2.LINE_AA)
         scale = tile_width / tile.shape[1]
         tiles.append(cv2.resize(tile, (tile_width, int(round(tile.shape[0] * scale))), interpolation=cv2.INTER_AREA))
