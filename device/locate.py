@@ -265,8 +265,9 @@ class Locator:
         return Detection(box=(bx + x0, by + y0, bw, bh), score=found.score)
 
     def find(self, frame: np.ndarray, roi: Box | None = None) -> Box | None:
-        """The crop box (x, y, w, h, with margin) of the number in ``frame``, or None.
+        """The crop box (x, y, w, h, with margin) of the number in ``frame``, or None (no number).
 
+        A box covering ``WHOLE_FRAME_COVER`` of the image gives the whole image: it is a crop already.
         With ``roi`` only that part of the frame is searched (a configured ROI narrowed by the locator);
         the box is still in full-frame pixels.
         """
