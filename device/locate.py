@@ -201,7 +201,7 @@ class Detection:
 class Locator:
     """Finds the number in frames with one interpreter, built once; ``find`` gives the crop box."""
 
-    def __init__(self, model_path: str | Path = REPO_LOCATOR, threads: int = 1, runtime: str = "auto",
+    def __init__(self, model_path: str | Path, threads: int = 1, runtime: str = "auto",
                  threshold: float | None = None, margin: float | None = None, refine: bool | None = None):
         self.model_path = Path(model_path)
         self.manifest = load_locator_manifest(self.model_path)
@@ -288,13 +288,24 @@ class Locator:
                 "sha256": self.manifest["sha256"][:12]}
 
 
+def bundled_locator() -> Path:
+    """The locator installed with the wheel (package ``digitcam_models``), else the repository's models/."""
+    try:
+        from digitcam_models import LOCATOR_PATH
+
+        return Path(LOCATOR_PATH)
+    except ImportError:
+        return REPO_LOCATOR
+
+
 def default_locator(path=None, **options) -> Locator | None:
     """The locator to use: ``path`` (must exist), else the bundled model, else None (read the whole frame)."""
     if path is not None:
         return Locator(path, **options)
-    if REPO_LOCATOR.is_file():
-        return Locator(REPO_LOCATOR, **options)
-    log.warning("no locator model at %s: reading whole frames", REPO_LOCATOR)
+    bundled = bundled_locator()
+    if bundled.is_file():
+        return Locator(bundled, **options)
+    log.warning("no locator model at %s: reading whole frames", bundled)
     return None
 
 
