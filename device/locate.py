@@ -12,7 +12,6 @@ The box is then widened by a margin the way the recognizer's training crops were
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,8 @@ import numpy as np
 
 from device.contract import to_gray
 from device.errors import ModelError
-from device.manifest import manifest_path, sha256_of
-from device.recognize import _dequantize
+from device.manifest import read_verified_manifest
+from device.recognize import dequantize
 from device.runtime import build_interpreter
 
 log = logging.getLogger(__name__)
@@ -167,26 +166,10 @@ def expand(box, frame_shape, margin: float) -> Box:
 
 
 def load_locator_manifest(model_path: Path) -> dict:
-    """Read and verify the locator's manifest (kind, preprocessing, sha256); a mismatch is a ModelError."""
-    model_path = Path(model_path)
-    if not model_path.is_file():
-        raise ModelError(f"locator model not found: {model_path}")
-    path = manifest_path(model_path)
-    if not path.is_file():
-        raise ModelError(f"locator manifest not found: {path} (every model needs its manifest beside it)")
-    try:
-        data = json.loads(path.read_text())
-        kind, preprocess, sha = data["kind"], data["input"]["preprocess"], data["sha256"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"locator manifest {path} is corrupt: {exc.__class__.__name__}: {exc}") from None
-    if kind != LOCATOR_KIND:
-        raise ModelError(f"{model_path} is not a locator: its manifest says kind {kind!r}")
-    if preprocess != LOCATOR_PREPROCESS:
-        raise ModelError(f"locator {model_path} expects preprocessing {preprocess!r}, this digitcam does "
-                         f"{LOCATOR_PREPROCESS!r}")
-    actual = sha256_of(model_path)
-    if actual != sha:
-        raise ModelError(f"locator checksum mismatch: {model_path} has sha256 {actual[:16]}…, manifest says {sha[:16]}…")
+    """Read and verify the locator's manifest (preprocessing, sha256, kind); a mismatch is a ModelError."""
+    data = read_verified_manifest(model_path, what="locator model", preprocess=LOCATOR_PREPROCESS)
+    if data.get("kind") != LOCATOR_KIND:
+        raise ModelError(f"{model_path} is not a locator: its manifest says kind {data.get('kind')!r}")
     return data
 
 
@@ -231,8 +214,8 @@ class Locator:
         """The raw outputs for one frame: heat ``[rows, cols]``, edge distances ``[rows, cols, 4]``, the Fit."""
         small, fit = fit_frame(frame, self.height, self.width)
         raw = self._runner(**{self._input_name: small[None, :, :, None]})
-        heat = _dequantize(raw["heatmap"], self._outputs["heatmap"])[0, :, :, 0]
-        ltrb = _dequantize(raw["box"], self._outputs["box"])[0]
+        heat = dequantize(raw["heatmap"], self._outputs["heatmap"])[0, :, :, 0]
+        ltrb = dequantize(raw["box"], self._outputs["box"])[0]
         return heat, ltrb, fit
 
     def _locate_once(self, frame: np.ndarray, threshold: float) -> Detection | None:

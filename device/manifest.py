@@ -51,27 +51,41 @@ def write_manifest(model_path: Path, fields: dict) -> Path:
     return path
 
 
-def load_manifest(model_path: Path) -> Manifest:
-    """Read and verify the manifest of ``model_path``; any mismatch is a one-line ModelError."""
+def read_verified_manifest(model_path: Path, what: str = "model", preprocess: str = PREPROCESS_VERSION) -> dict:
+    """The manifest of ``model_path`` as a dict, after checking it exists, parses, was made for our
+    preprocessing and carries the model file's sha256; any problem is a one-line ModelError.
+
+    ``what`` names the model in messages ('model', 'locator model'); every model kind shares this check.
+    """
     model_path = Path(model_path)
     if not model_path.is_file():
-        raise ModelError(f"model not found: {model_path}")
+        raise ModelError(f"{what} not found: {model_path}")
     path = manifest_path(model_path)
     if not path.is_file():
-        raise ModelError(f"model manifest not found: {path} (every model needs its manifest beside it)")
+        raise ModelError(f"{what} manifest not found: {path} (every model needs its manifest beside it)")
     try:
         data = json.loads(path.read_text())
-        name, version, sha, head = data["name"], str(data["version"]), data["sha256"], data["head"]
-        preprocess = data["input"]["preprocess"]
+        sha, found = data["sha256"], data["input"]["preprocess"]
+        if not isinstance(data, dict) or not isinstance(sha, str):
+            raise TypeError("not a manifest object")
     except (ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"model manifest {path} is corrupt: {exc.__class__.__name__}: {exc}") from None
-    if head not in HEADS:
-        raise ModelError(f"model manifest {path}: unknown head {head!r}, want one of {HEADS}")
-    if preprocess != PREPROCESS_VERSION:
-        raise ModelError(
-            f"model {model_path} was trained with preprocessing {preprocess!r}, this digitcam does {PREPROCESS_VERSION!r}"
-        )
+        raise ModelError(f"{what} manifest {path} is corrupt: {exc.__class__.__name__}: {exc}") from None
+    if found != preprocess:
+        raise ModelError(f"{what} {model_path} was made for preprocessing {found!r}, this digitcam does {preprocess!r}")
     actual = sha256_of(model_path)
     if actual != sha:
-        raise ModelError(f"model checksum mismatch: {model_path} has sha256 {actual[:16]}…, manifest says {sha[:16]}…")
-    return Manifest(name=name, version=version, sha256=sha, head=head, data=data)
+        raise ModelError(f"{what} checksum mismatch: {model_path} has sha256 {actual[:16]}…, manifest says {sha[:16]}…")
+    return data
+
+
+def load_manifest(model_path: Path) -> Manifest:
+    """Read and verify the recognizer's manifest; any mismatch is a one-line ModelError."""
+    data = read_verified_manifest(model_path)
+    path = manifest_path(Path(model_path))
+    try:
+        name, version, head = data["name"], str(data["version"]), data["head"]
+    except KeyError as exc:
+        raise ModelError(f"model manifest {path} is corrupt: KeyError: {exc}") from None
+    if head not in HEADS:
+        raise ModelError(f"model manifest {path}: unknown head {head!r}, want one of {HEADS}")
+    return Manifest(name=name, version=version, sha256=data["sha256"], head=head, data=data)

@@ -27,7 +27,7 @@ from device.runtime import build_interpreter
 log = logging.getLogger(__name__)
 
 
-def _dequantize(value: np.ndarray, details: dict) -> np.ndarray:
+def dequantize(value: np.ndarray, details: dict) -> np.ndarray:
     """An int8/uint8 output tensor -> float32 probabilities; float outputs pass through."""
     if value.dtype not in (np.int8, np.uint8):
         return value.astype(np.float32, copy=False)
@@ -80,7 +80,7 @@ class Recognizer:
     def infer(self, batch: np.ndarray) -> list[Reading]:
         """Prepared uint8 ``[n, h, w, 1]`` -> Readings; all crops of a frame go through one invoke."""
         raw = self._runner(**{self._input_name: np.ascontiguousarray(batch, dtype=np.uint8)})
-        outputs = {name: _dequantize(value, self._output_details[name]) for name, value in raw.items()}
+        outputs = {name: dequantize(value, self._output_details[name]) for name, value in raw.items()}
         return decode_outputs(outputs)
 
     def read(self, crops: list[np.ndarray]) -> tuple[list[Reading], float]:
