@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -43,6 +44,8 @@ class Broker:
         self.conf = directory / "mosquitto.conf"
         self.log = directory / "mosquitto.log"
         persistence = f"persistence true\npersistence_location {directory}/\n" if persistent else "persistence false\n"
+        if os.geteuid() == 0:  # as root mosquitto drops to user 'mosquitto', which cannot write pytest's tmp dirs
+            persistence += "user root\n"
         self.conf.write_text(
             f"listener {self.port} {self.host}\n{persistence}"
             f"{extra_conf if extra_conf else 'allow_anonymous true'}\n"
