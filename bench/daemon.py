@@ -41,11 +41,10 @@ import numpy as np  # noqa: E402
 
 from device.benchmark import machine, synthetic_frame  # noqa: E402
 from device.config import load_config  # noqa: E402
-from device.mqtt import Publisher, Topics  # noqa: E402
+from device.mqtt import Publisher  # noqa: E402
 from device.notify import Notifier  # noqa: E402
-from device.service import Service, build_locator, build_recognizer, build_sensors, discovery_for  # noqa: E402
+from device.service import Service, build_service  # noqa: E402
 from device.sources import build_source  # noqa: E402
-from device.spool import Spool  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -201,17 +200,10 @@ class Subscriber:
         return arrivals
 
 
-def build_service(cfg, seconds: float) -> tuple[Service, Publisher, TimedSource]:
-    """The daemon's parts from its config, wired as ``device.service.main`` wires them."""
-    recognizer = build_recognizer(cfg)
+def build_timed_service(cfg, seconds: float) -> tuple[Service, Publisher, TimedSource]:
+    """The daemon exactly as ``digitcam run`` wires it, with its source cut off after ``seconds``."""
     source = TimedSource(build_source(cfg.camera), seconds)
-    topics = Topics(cfg.mqtt.topic_prefix, cfg.device.name)
-    publisher = Publisher(cfg.mqtt, topics, Spool(cfg.state_dir / "spool", cfg.device.spool_max),
-                          discovery=discovery_for(cfg, recognizer))
-    service = Service(source, recognizer, build_sensors(cfg.sensors), publisher, locator=build_locator(cfg),
-                      notifier=Notifier(address=""), stats_interval_s=cfg.mqtt.stats_interval_s,
-                      flush_timeout_s=cfg.device.flush_timeout_s)
-    publisher.on_command = service.command
+    service, publisher = build_service(cfg, notifier=Notifier(address=""), source=source)
     return service, publisher, source
 
 
@@ -237,7 +229,7 @@ def run(args) -> dict:
         broker, port = start_broker(tmp)
         try:
             cfg = load_config(write_config(tmp, args.model, video, box, port, args.locate))
-            service, publisher, source = build_service(cfg, args.duration)
+            service, publisher, source = build_timed_service(cfg, args.duration)
             subscriber = Subscriber(port, publisher.topics.state(SENSOR), tmp / "arrivals.txt")
             publisher.start()
             marks = {}

@@ -537,31 +537,42 @@ def reloader(config_path: Path, running: Config):
     return reload
 
 
-def main(args) -> int:
-    """``digitcam run --config FILE``: a bad config or model exits 2 here, before anything starts."""
+def build_service(cfg, printer=None, notifier: Notifier | None = None, source=None):
+    """The daemon's parts built from its config and wired together once: ``main`` and bench/daemon.py use it.
+
+    Returns ``(service, publisher)``; the publisher is None without an ``[mqtt] host`` and is not started.
+    The model is loaded before the camera is opened, so a bad model fails before any device is touched.
+    """
     from device.mqtt import Publisher, Topics
     from device.spool import Spool
 
-    cfg = load_config(args.config)
-    log.info("config %s: %s", cfg.path, describe(cfg))
     recognizer = build_recognizer(cfg)
-    source = build_source(cfg.camera)
-    sensors = build_sensors(cfg.sensors)
+    source = source if source is not None else build_source(cfg.camera)
     publisher = None
     if cfg.mqtt.host:
         topics = Topics(cfg.mqtt.topic_prefix, cfg.device.name)
         spool = Spool(cfg.state_dir / "spool", cfg.device.spool_max)
         publisher = Publisher(cfg.mqtt, topics, spool, discovery=discovery_for(cfg, recognizer))
-    elif not args.print_readings:
-        log.warning("no [mqtt] host configured and no --print: readings go nowhere but the log")
-    printer = (lambda line: print(line, flush=True)) if args.print_readings else None
-    service = Service(source, recognizer, sensors, publisher, locator=build_locator(cfg), notifier=Notifier(),
-                      printer=printer, stats_interval_s=cfg.mqtt.stats_interval_s,
+    service = Service(source, recognizer, build_sensors(cfg.sensors), publisher, locator=build_locator(cfg),
+                      notifier=notifier if notifier is not None else Notifier(), printer=printer,
+                      stats_interval_s=cfg.mqtt.stats_interval_s,
                       backoff=Backoff(cfg.camera.retry_min_s, cfg.camera.retry_max_s),
                       reload=reloader(cfg.path, cfg), flush_timeout_s=cfg.device.flush_timeout_s,
                       unusable_after_s=cfg.camera.read_timeout_s)
     if publisher is not None:
         publisher.on_command = service.command
+    return service, publisher
+
+
+def main(args) -> int:
+    """``digitcam run --config FILE``: a bad config or model exits 2 here, before anything starts."""
+    cfg = load_config(args.config)
+    log.info("config %s: %s", cfg.path, describe(cfg))
+    if not cfg.mqtt.host and not args.print_readings:
+        log.warning("no [mqtt] host configured and no --print: readings go nowhere but the log")
+    printer = (lambda line: print(line, flush=True)) if args.print_readings else None
+    service, publisher = build_service(cfg, printer=printer)
+    if publisher is not None:
         publisher.start()
     signal.signal(signal.SIGTERM, service.stop)
     signal.signal(signal.SIGINT, service.stop)

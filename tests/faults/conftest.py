@@ -34,10 +34,9 @@ from tests.device.test_service import (  # noqa: F401
 from device.sources import OpenCVSource
 
 
-# mosquitto started as root drops to the user "mosquitto", which cannot write its persistence file or read
-# key files in pytest's root-only temporary directories; as root it is told to stay root.
-AS_ROOT = "user root\n" if os.geteuid() == 0 else ""
-ANONYMOUS = "allow_anonymous true\n" + AS_ROOT
+# (tests/device/conftest.py's Broker adds "user root" when run as root: mosquitto would otherwise drop to
+# the user "mosquitto", which cannot write persistence or read key files in pytest's root-only tmp dirs)
+ANONYMOUS = "allow_anonymous true\n"
 
 
 def reading_key(state: dict) -> tuple[str, int, str]:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.faults.conftest import AS_ROOT, TOPICS, openssl, wait_until, write_config
+from tests.faults.conftest import TOPICS, openssl, wait_until, write_config
 
 USER = "digitcam"
 PASSWORD = "s3cret-for-tests"
@@ -26,7 +26,7 @@ def secure_broker(make_broker, tls_ca, tmp_path):
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), USER, PASSWORD], check=True, capture_output=True)
     passwd.chmod(0o600)
     return make_broker(f"cafile {tls_ca / 'ca.crt'}\ncertfile {tls_ca / 'server.crt'}\nkeyfile {tls_ca / 'server.key'}\n"
-                       f"allow_anonymous false\npassword_file {passwd}\n{AS_ROOT}")
+                       f"allow_anonymous false\npassword_file {passwd}\n")
 
 
 def secure_config(tmp_path, model, clip, broker, ca_file, password: str = PASSWORD, mode: int = 0o600):
