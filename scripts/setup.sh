@@ -42,7 +42,7 @@ if [ $DEV -eq 1 ]; then
   if [ ! -x .venv-tflite/bin/python ]; then
     "$PY" -m venv .venv-tflite
   fi
-  .venv-tflite/bin/pip install -q 'numpy<2' 'tflite-runtime==2.14.*' 'opencv-python-headless<4.11' 'paho-mqtt>=2' pytest
+  .venv-tflite/bin/pip install -q 'numpy<2' 'tflite-runtime==2.14.*' 'opencv-python-headless<4.11' 'paho-mqtt>=2' pytest pytest-timeout
   .venv-tflite/bin/pip install -q --no-deps -e .
 else
   .venv/bin/pip install -q -e '.[device]'
