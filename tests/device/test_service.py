@@ -140,14 +140,16 @@ min_confidence = {STABLE['min_confidence']}
 class Daemon:
     """``python -m device.cli run`` as a subprocess, its stdout (JSON lines) and stderr (log) in files."""
 
-    def __init__(self, config: Path, *args: str):
+    def __init__(self, config: Path, *args: str, env: dict | None = None, preexec=None):
+        """``env`` adds variables (e.g. a NOTIFY_SOCKET); ``preexec`` runs in the child (e.g. resource limits)."""
         self.out = config.with_suffix(".out")
         self.err = config.with_suffix(".err")
-        env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        env.pop("NOTIFY_SOCKET", None)
+        full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        full_env.pop("NOTIFY_SOCKET", None)
+        full_env.update(env or {})
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "device.cli", "run", "--config", str(config), *args],
-                                         stdout=out, stderr=err, env=env, cwd=REPO)
+                                         stdout=out, stderr=err, env=full_env, cwd=REPO, preexec_fn=preexec)
 
     def printed(self) -> list[dict]:
         """Complete JSON lines so far (a line still being written has no newline yet)."""
@@ -170,8 +172,8 @@ class Daemon:
 def daemons():
     started = []
 
-    def start(config: Path, *args: str) -> Daemon:
-        daemon = Daemon(config, *args)
+    def start(config: Path, *args: str, **options) -> Daemon:
+        daemon = Daemon(config, *args, **options)
         started.append(daemon)
         return daemon
 

@@ -1,6 +1,6 @@
 """Fault fixtures: the daemon tests' real parts (broker, subscriber, model, clip, daemon process) plus what the
-fault tests add: the clip as an image folder, a daemon started with a chosen environment (NOTIFY_SOCKET,
-resource limits), an sd_notify listener, and a throwaway TLS certificate authority.
+fault tests add: the clip as an image folder, an sd_notify listener, and a throwaway TLS certificate
+authority. (``daemons`` takes ``env=`` and ``preexec=`` for NOTIFY_SOCKET and resource limits.)
 
 The broker, subscriber, model, clip and ``write_config`` come from ``tests/device`` so there is one copy of
 each; this file only adds what faults need.
@@ -8,11 +8,9 @@ each; this file only adds what faults need.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -72,37 +70,6 @@ def clip_frames(clip, tmp_path_factory) -> Path:
         i += 1
     source.close()
     return folder
-
-
-class EnvDaemon(Daemon):
-    """``digitcam run`` with extra environment variables and an optional ``preexec`` hook (resource limits)."""
-
-    def __init__(self, config: Path, *args: str, env: dict | None = None, preexec=None):
-        self.out = config.with_suffix(".out")
-        self.err = config.with_suffix(".err")
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        full_env.pop("NOTIFY_SOCKET", None)
-        full_env.update(env or {})
-        with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "device.cli", "run", "--config", str(config), *args],
-                                         stdout=out, stderr=err, env=full_env, cwd=REPO, preexec_fn=preexec)
-
-
-@pytest.fixture
-def env_daemons():
-    """Like ``daemons``, with ``env=`` and ``preexec=``; every daemon still running at the end is killed."""
-    started = []
-
-    def start(config: Path, *args: str, env: dict | None = None, preexec=None) -> EnvDaemon:
-        daemon = EnvDaemon(config, *args, env=env, preexec=preexec)
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
 
 
 class NotifyListener:

@@ -35,14 +35,14 @@ def error_lines(daemon) -> list[str]:
 
 
 @pytest.fixture
-def watched(tmp_path, model, clip_frames, broker, subscribe, notify_socket, env_daemons):
+def watched(tmp_path, model, clip_frames, broker, subscribe, notify_socket, daemons):
     """A daemon reading a looping copy of the clip's frames, watched over MQTT and sd_notify, frames flowing."""
     folder = tmp_path / "frames"
     shutil.copytree(clip_frames, folder)
     sub = subscribe(TOPICS.camera, TOPICS.stats, TOPICS.state("number"))
     config = write_config(tmp_path, model, folder, broker, loop=True, fps=20)
     config.write_text(config.read_text().replace("retry_max_s = 1.0", "retry_max_s = 1.0\nread_timeout_s = 1.0"))
-    daemon = env_daemons(config, env={"NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": WATCHDOG_USEC})
+    daemon = daemons(config, env={"NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": WATCHDOG_USEC})
     wait_until(lambda: "WATCHDOG=1" in notify_socket.lines(), 60)
     wait_until(camera_is(sub, b"online"), 10)
     assert notify_socket.lines()[0].startswith("READY=1")
