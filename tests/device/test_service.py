@@ -344,18 +344,23 @@ def test_spooled_readings_are_delivered_by_the_next_run(tmp_path, model, clip, e
 # ---- the Service in-process, with real parts ------------------------------------------------------------
 
 
-@pytest.fixture
-def frames_folder(tmp_path, clip):
-    """The clip's frames as PNG files, plus one corrupt file in the middle."""
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    source = OpenCVSource(str(clip[0]), live=False)
+def write_frames(video: Path, folder: Path, suffix: str) -> Path:
+    """Every frame of ``video`` as ``0000<suffix>``, ``0001<suffix>``, ... in ``folder``: a folder source."""
+    folder.mkdir(parents=True, exist_ok=True)
+    source = OpenCVSource(str(video), live=False)
     source.open()
     i = 0
     while (frame := source.read()) is not None:
-        cv2.imwrite(str(folder / f"{i:04d}.png"), frame)
+        cv2.imwrite(str(folder / f"{i:04d}{suffix}"), frame)
         i += 1
     source.close()
+    return folder
+
+
+@pytest.fixture
+def frames_folder(tmp_path, clip):
+    """The clip's frames as PNG files, plus one corrupt file in the middle."""
+    folder = write_frames(clip[0], tmp_path / "frames", ".png")
     (folder / "0012.png").write_bytes(b"\x89PNG\r\n broken")
     return folder
 

@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 
 from tests.device.conftest import Broker, Subscriber, make_broker, broker, subscribe, wait_until  # noqa: F401
@@ -28,8 +27,8 @@ from tests.device.test_service import (  # noqa: F401
     model,
     states,
     write_config,
+    write_frames,
 )
-from device.sources import OpenCVSource
 
 
 # (tests/device/conftest.py's Broker adds "user root" when run as root: mosquitto would otherwise drop to
@@ -61,15 +60,7 @@ def printed(daemon) -> list[tuple[str, int, str]]:
 @pytest.fixture(scope="session")
 def clip_frames(clip, tmp_path_factory) -> Path:
     """The clip's frames as JPEG files in name order: a folder source the tests can empty and refill."""
-    folder = tmp_path_factory.mktemp("clip_frames")
-    source = OpenCVSource(str(clip[0]), live=False)
-    source.open()
-    i = 0
-    while (frame := source.read()) is not None:
-        cv2.imwrite(str(folder / f"{i:04d}.jpg"), frame)
-        i += 1
-    source.close()
-    return folder
+    return write_frames(clip[0], tmp_path_factory.mktemp("clip_frames"), ".jpg")
 
 
 class NotifyListener:
