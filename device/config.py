@@ -83,6 +83,7 @@ class SensorConfig:
     name: str = ""
     roi: tuple = ()  # (x, y, w, h) in the frame; empty: the whole frame
     locate: bool = False  # find the number with the locator model (inside roi, if one is set)
+    locate_every: int = 5  # search every Nth frame; the tracked box serves the frames in between
     mode: str = "number"  # number | meter
     min_confidence: float = 0.5
     stable_reads: int = 3  # k of the last `window` reads must agree
@@ -240,6 +241,8 @@ def _check_ranges(check: _Checker, cfg: Config) -> None:
             check.fail(f"{s.mode!r} is not one of {', '.join(MODES)}", "sensor", "mode", i)
         if not 0.0 <= s.min_confidence <= 1.0:
             check.fail(f"must be between 0 and 1, not {s.min_confidence}", "sensor", "min_confidence", i)
+        if s.locate_every < 1:
+            check.fail(f"must be >= 1, not {s.locate_every}", "sensor", "locate_every", i)
         if s.window < 1 or not 1 <= s.stable_reads <= s.window:
             check.fail(f"want 1 <= stable_reads <= window, not {s.stable_reads} of {s.window}", "sensor",
                        "stable_reads", i)

@@ -35,12 +35,12 @@ BOX_UNIT = 8.0  # the ``box`` output counts edge distances in units of this many
 DEFAULT_THRESHOLD = 0.5  # peak heat below this: no number in the frame
 DEFAULT_MARGIN = 0.0  # of the number's height, added on every side (the trained box already has a margin)
 BLOB_FRACTION = 0.5  # cells at least this share of the peak belong to the peak's blob
-MIN_ASPECT, MAX_ASPECT = 1.0, 6.0
-REFINE_GROW_X, REFINE_GROW_Y = 0.25, 0.5
+MIN_ASPECT, MAX_ASPECT = 1.0, 6.0  # the crop's width:height range, as in the recognizer's training crops
+REFINE_GROW_X, REFINE_GROW_Y = 0.25, 0.5  # the second pass's window around the first box, of its width/height
 # A box covering this share of the image means the image is already a crop of the number: read it
 # whole. Tight crops: 79.0 % read right vs 72.3 % through the box; 640x480 scenes: unchanged (0.3 cost
 # them 2.5 points). docs/LOCATOR.md.
-WHOLE_FRAME_COVER = 0.4  # the second pass's window around the first box, of its width/height  # the crop's width:height range, as in the recognizer's training crops
+WHOLE_FRAME_COVER = 0.4
 
 Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
 
@@ -53,6 +53,14 @@ def whole_frame(frame: np.ndarray) -> Box:
 def crop(frame: np.ndarray, box: Box) -> np.ndarray:
     x, y, w, h = box
     return frame[y : y + h, x : x + w]
+
+
+def clip_box(box: Box, frame_shape) -> Box | None:
+    """``box`` cut to the frame (a tracked box may outlive a change of resolution); None if nothing is left."""
+    fh, fw = frame_shape[:2]
+    x0, y0 = max(0, box[0]), max(0, box[1])
+    x1, y1 = min(fw, box[0] + box[2]), min(fh, box[1] + box[3])
+    return (x0, y0, x1 - x0, y1 - y0) if x1 - x0 >= 2 and y1 - y0 >= 2 else None
 
 
 def box_iou(a, b) -> float:

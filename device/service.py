@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -46,11 +46,13 @@ class CommandError(ValueError):
 
 @dataclass
 class Sensor:
-    """One configured number: where to look, its smoother, and its last reading (for snapshots)."""
+    """One configured number: where to look, its smoother, its box tracker and its last reading (for snapshots)."""
 
     config: object
     smoother: Smoother
     last: Reading | None = None
+    tracker: locate.BoxTracker = field(default_factory=locate.BoxTracker)
+    searched_at: int | None = None  # frame number of the last locator search
 
     @property
     def name(self) -> str:
@@ -233,9 +235,22 @@ class Service:
         if fixed is None:
             fixed = self._box_cache[key] = self._fixed_box(cfg, frame)
         if cfg.locate and self.locator is not None:
-            box = self.locator.find(frame, fixed) if cfg.roi else self.locator.find(frame)
-            return None if box is None else tuple(int(v) for v in box)
+            return self._located_box(sensor, frame, fixed if cfg.roi else None)
         return fixed
+
+    def _located_box(self, sensor: Sensor, frame: np.ndarray, roi) -> tuple | None:
+        """The locator's box, searched every ``locate_every`` frames and tracked so the crop does not jump.
+
+        Between searches the tracked box is read again: a meter or a house number does not move
+        between frames, and the search costs more than the read.
+        """
+        due = sensor.searched_at is None or self.frame_no - sensor.searched_at >= sensor.config.locate_every
+        if due:
+            sensor.searched_at = self.frame_no
+            found = self.locator.find(frame, roi)
+            sensor.tracker.update(None if found is None else tuple(int(v) for v in found))
+        box = sensor.tracker.box
+        return None if box is None else locate.clip_box(box, frame.shape)
 
     @staticmethod
     def _fixed_box(cfg, frame: np.ndarray) -> tuple:

@@ -76,7 +76,8 @@ def scene_example(frame: np.ndarray, box, rng: np.random.Generator | None, heigh
 
 
 def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_rate: float = 0.0,
-                   cache: Path | None = None, size: tuple[int, int] = RENDER_SIZE) -> tuple[np.ndarray, np.ndarray]:
+                   cache: Path | None = None, size: tuple[int, int] = RENDER_SIZE,
+                   log_size: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``n`` scenes as model inputs ``[n, h, w]`` uint8 and corners ``[n, 4]`` (NaN: no number); cached."""
     if cache is not None and cache.is_file():
         data = np.load(cache)
@@ -88,7 +89,7 @@ def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_
     images = np.zeros((n, height, width), np.uint8)
     corners = np.zeros((n, 4), np.float32)
     started = time.monotonic()
-    for i, (frame, _, box) in enumerate(itertools.islice(iter_scenes(split, seed, size=size), n)):
+    for i, (frame, _, box) in enumerate(itertools.islice(iter_scenes(split, seed, size=size, log_size=log_size), n)):
         images[i], corners[i] = scene_example(frame, box, rng, height, width, zoom_rate)
         if i and i % 2000 == 0:
             log.info("%s scenes: %d/%d (%.0f/s)", split, i, n, i / (time.monotonic() - started))
@@ -177,8 +178,12 @@ def training_dataset(images: np.ndarray, corners: np.ndarray, rows: int, cols: i
 
 def train(out: Path, n_train: int = 12000, epochs: int = 12, batch: int = 32, lr: float = 3e-3, seed: int = 0,
           width_mult: float = 1.0, height: int | None = None, width: int | None = None, cache: Path | None = None,
-          minutes: float | None = None):
-    """Train (or resume) a locator in ``out``: ``last.keras`` every epoch, ``state.json``, ``log.csv``."""
+          minutes: float | None = None, scene_files: list[Path] | None = None, init: Path | None = None):
+    """Train (or resume) a locator in ``out``: ``last.keras`` every epoch, ``state.json``, ``log.csv``.
+
+    ``scene_files`` (from ``scenes``) replace the default training set; ``init`` starts a new run from
+    another run's weights (fine-tuning on more or different scenes).
+    """
     import keras
 
     from trainer.locator_model import INPUT_HEIGHT, INPUT_WIDTH, build_locator, grid_shape
@@ -188,8 +193,15 @@ def train(out: Path, n_train: int = 12000, epochs: int = 12, batch: int = 32, lr
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
     height, width = state.get("height", height or INPUT_HEIGHT), state.get("width", width or INPUT_WIDTH)
     rows, cols = grid_shape(height, width)
-    cache = cache or out / f"scenes_train_{n_train}_{height}x{width}.npz"
-    images, corners = make_scene_set("train", n_train, seed, height, width, ZOOM_RATE, cache)
+    if scene_files:
+        sets = [np.load(f) for f in scene_files]
+        images = np.concatenate([d["images"] for d in sets])
+        corners = np.concatenate([d["corners"] for d in sets])
+        if images.shape[1:] != (height, width):
+            raise ValueError(f"scene files hold {images.shape[1:]} inputs, the model wants {(height, width)}")
+    else:
+        cache = cache or out / f"scenes_train_{n_train}_{height}x{width}.npz"
+        images, corners = make_scene_set("train", n_train, seed, height, width, ZOOM_RATE, cache)
     log.info("training set: %d scenes, %d without a number", len(images), int(np.isnan(corners[:, 0]).sum()))
     last = out / "last.keras"
 
@@ -208,9 +220,13 @@ def train(out: Path, n_train: int = 12000, epochs: int = 12, batch: int = 32, lr
             state["epochs"] = epochs
     else:
         model = build_locator(height, width, width_mult)
+        if init is not None:
+            model.set_weights(keras.models.load_model(init, compile=False).get_weights())
+            log.info("starting from the weights of %s", init)
         compile_for(model, epochs)
-        state = {"epoch": 0, "height": height, "width": width, "width_mult": width_mult, "n_train": n_train,
-                 "epochs": epochs, "batch": batch, "lr": lr, "seed": seed}
+        state = {"epoch": 0, "height": height, "width": width, "width_mult": width_mult, "n_train": len(images),
+                 "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
+                 "scene_files": [str(f) for f in scene_files or []], "init": str(init) if init else None}
     started, cpu_started = time.monotonic(), time.process_time()
     seconds_before, cpu_before = state.get("seconds", 0.0), state.get("cpu_seconds", 0.0)
 
@@ -452,6 +468,13 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--width-mult", type=float, default=1.0)
     p.add_argument("--minutes", type=float, default=None, help="stop after the epoch that passes this budget")
+    p.add_argument("--scenes", type=Path, nargs="+", default=None, help="training scene files (from `scenes`)")
+    p.add_argument("--init", type=Path, default=None, help="start from this model's weights (.keras)")
+    p = sub.add_parser("scenes", help="render a training scene set to an .npz file")
+    p.add_argument("output", type=Path)
+    p.add_argument("-n", type=int, default=10000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-size", action="store_true", help="log-uniform number heights: more small numbers")
     p = sub.add_parser("export")
     p.add_argument("run", type=Path)
     p.add_argument("-o", "--output", type=Path, default=Path("models/locator.tflite"))
@@ -470,7 +493,14 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "train":
         train(args.out, args.n_train, args.epochs, args.batch, args.lr, width_mult=args.width_mult,
-              minutes=args.minutes)
+              minutes=args.minutes, scene_files=args.scenes, init=args.init)
+        return 0
+    if args.command == "scenes":
+        from trainer.locator_model import INPUT_HEIGHT, INPUT_WIDTH
+
+        images, _ = make_scene_set("train", args.n, args.seed, INPUT_HEIGHT, INPUT_WIDTH, ZOOM_RATE, args.output,
+                                   log_size=args.log_size)
+        print(f"wrote {args.output} ({len(images)} scenes)")
         return 0
     if args.command == "export":
         metrics = json.loads(args.metrics.read_text()) if args.metrics else None

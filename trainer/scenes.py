@@ -66,11 +66,16 @@ def clutter(img: np.ndarray, rng: np.random.Generator, avoid: tuple[int, int, in
         cv2.putText(img, text, (x, y), _FONTS[int(rng.integers(len(_FONTS)))], scale, colour, thickness, cv2.LINE_AA)
 
 
-def paste(frame: np.ndarray, crop: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """Paste the crop scaled to 4-40 % of the frame height at a random place; returns its box."""
+def paste(frame: np.ndarray, crop: np.ndarray, rng: np.random.Generator, log_size: bool = False) -> tuple[int, int, int, int]:
+    """Paste the crop scaled to 4-40 % of the frame height at a random place; returns its box.
+
+    ``log_size`` draws the height log-uniformly (median 13 % instead of 22 %): three times as many
+    small numbers, the locator's weak spot, for training sets.
+    """
     h, w = frame.shape[:2]
     ch, cw = crop.shape[:2]
-    target_h = int(h * rng.uniform(0.04, 0.4))
+    share = np.exp(rng.uniform(np.log(0.04), np.log(0.4))) if log_size else rng.uniform(0.04, 0.4)
+    target_h = int(h * share)
     scale = min(target_h / ch, 0.95 * w / cw)
     nh, nw = max(4, int(ch * scale)), max(4, int(cw * scale))
     crop = cv2.resize(crop, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
@@ -79,7 +84,8 @@ def paste(frame: np.ndarray, crop: np.ndarray, rng: np.random.Generator) -> tupl
     return x, y, nw, nh
 
 
-def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int] = (480, 640), difficulty: str = "full"):
+def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int] = (480, 640), difficulty: str = "full",
+                      log_size: bool = False):
     """Endless (frame RGB uint8 [h, w, 3], label, box (x, y, w, h) or None) for the locator."""
     h, w = size
     renderer = Renderer(difficulty, empty_rate=0.0, colour=True)
@@ -89,7 +95,7 @@ def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int
             label, box = "", None
         else:
             crop, label = renderer.sample(rng)
-            box = paste(frame, crop, rng)
+            box = paste(frame, crop, rng, log_size)
         clutter(frame, rng, box)
         frame = effects.camera(frame, rng, rng.uniform(0.0, 0.6))
         yield frame, label, box

@@ -97,6 +97,7 @@ def test_unknown_section_is_named(tmp_path):
     ('name = "meter1"', 'name = "my meter"', r"device.name: 'my meter' must be"),
     ('name = "house"', 'name = "water"', r"sensor\[1\].name: 'water' is used twice"),
     ('mode = "meter"', 'stable_reads = 6\nwindow = 5', r"sensor\[0\].stable_reads: want 1 <= stable_reads <= window"),
+    ('locate = true', 'locate = true\nlocate_every = 0', r"sensor\[1\].locate_every: must be >= 1, not 0"),
 ])
 def test_bad_values_name_the_key(tmp_path, old, new, message):
     with pytest.raises(ConfigError, match=message):
