@@ -349,19 +349,35 @@ def end_to_end(locator, recognizer, scenes, boxes, peaks, margins) -> dict:
     return report
 
 
+MIN_CONFIDENCES = (0.3, 0.5, 0.7)  # the daemon's sensors drop reads below ``min_confidence`` (default 0.5)
+
+
 def find_and_read(locator, recognizer, scenes) -> dict:
-    """What ``digitcam read`` does: ``Locator.find`` (manifest threshold, margin, whole-image rule), then read."""
-    hits, null_ok, n_empty = 0, 0, 0
+    """What ``digitcam read`` does: ``Locator.find`` (manifest threshold, margin, whole-image rule), then read.
+
+    Also what a daemon sensor counts at each ``min_confidence``: a read below it is dropped, so a right
+    read is lost and a read on a scene without a number becomes null.
+    """
+    right, null, confidence, has = [], [], [], []
     for frame, label, box in scenes:
         found = locator.find(frame)
-        value = None
+        value, conf = None, 1.0
         if found is not None:
             (reading,), _ = recognizer.read([crop(frame, found)])
-            value = reading.value
-        hits += box is not None and (value or "") == label
-        null_ok += box is None and value is None
-        n_empty += box is None
-    return {"accuracy": round(hits / max(1, len(scenes) - n_empty), 4), "empty_null": round(null_ok / max(1, n_empty), 4)}
+            value, conf = reading.value, reading.confidence
+        right.append((value or "") == label)
+        null.append(value is None)
+        confidence.append(conf)
+        has.append(box is not None)
+    right, null, confidence, has = (np.asarray(v) for v in (right, null, confidence, has))
+
+    def shares(kept):
+        return {"accuracy": round(float((right & kept & has).sum() / max(1, has.sum())), 4),
+                "empty_null": round(float(((null | ~kept) & ~has).sum() / max(1, (~has).sum())), 4)}
+
+    report = shares(np.ones_like(has))
+    report["min_confidence"] = {str(c): shares(confidence >= c) for c in MIN_CONFIDENCES}
+    return report
 
 
 def tight_crops(locator, recognizer, n: int, seed: int = TEST_SEED) -> dict:

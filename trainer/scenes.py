@@ -88,7 +88,7 @@ def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int
                       log_size: bool = False):
     """Endless (frame RGB uint8 [h, w, 3], label, box (x, y, w, h) or None) for the locator."""
     h, w = size
-    renderer = Renderer(difficulty, empty_rate=0.0, colour=True)
+    renderer = Renderer(difficulty, empty_rate=0.0, colour=True, split=split)  # val/test: held-out font families
     while True:
         frame = background(rng, h, w)
         if rng.random() < EMPTY_RATE:

@@ -56,6 +56,41 @@ def test_scene_example_maps_the_box_into_the_input():
     assert small[55:68, 26:74].min() == 255 and small[70:].max() < 255
 
 
+def test_log_size_scenes_hold_more_small_numbers():
+    """Training scenes drawn with ``log_size`` have ~3x the small numbers (the locator's weak spot)."""
+    import itertools
+
+    from trainer.sources import iter_scenes
+
+    def small_share(**options):
+        boxes = [box for _, _, box in itertools.islice(iter_scenes("train", 4, size=(120, 160), **options), 150)]
+        heights = np.asarray([box[3] for box in boxes if box is not None]) / 120
+        return float(np.mean(heights < 0.08))
+
+    uniform, log_size = small_share(), small_share(log_size=True)
+    assert log_size > 2 * uniform and log_size > 0.2
+
+
+def test_held_out_scenes_draw_held_out_font_families(monkeypatch):
+    """The val/test scenes render their numbers in the font families that training never sees."""
+    import trainer.scenes
+    from trainer.render import Renderer
+
+    splits = []
+
+    class Spy(Renderer):
+        def __init__(self, *args, split="train", **kwargs):
+            splits.append(split)
+            super().__init__(*args, split=split, **kwargs)
+
+    monkeypatch.setattr(trainer.scenes, "Renderer", Spy)
+    from trainer.sources import iter_scenes
+
+    for split in ("train", "val", "test"):
+        next(iter_scenes(split, 0, size=(60, 80)))
+    assert splits == ["train", "val", "test"]
+
+
 def test_model_has_named_outputs_on_the_stride_4_grid():
     model = build_locator(96, 128, width_mult=0.25)
     assert set(model.output) == {"heatmap", "box"}
