@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from device.contract import BLANK, MAX_DIGITS
+from device.contract import BLANK
 from device.errors import ConfigError
 from trainer.train_config import VAL_SEED, TrainConfig, config_from_dict, load_config
 
