@@ -1,6 +1,6 @@
 """The daemon end to end on a video file, one thread: frames/s, frame-to-MQTT latency, memory.
 
-    .venv/bin/python bench/daemon.py [--model M] [--duration 600] [--locate]
+    .venv/bin/python bench/daemon.py [--model M] [--duration 600] [--locate [--locate-every N]]
     taskset -c 1 .venv/bin/python bench/daemon.py --duration 600     # the recorded one-core figures
     .venv/bin/python bench/daemon.py --quick                          # a few seconds, to check it runs
 
@@ -101,28 +101,31 @@ def start_broker(directory: Path) -> tuple[subprocess.Popen, int]:
     raise RuntimeError("mosquitto did not start")
 
 
-def write_config(directory: Path, model: Path, video: Path, box, port: int, locate: bool) -> Path:
-    """The daemon's TOML, as a user would write it: one sensor on the plate (fixed ROI, or the locator).
+def write_config(directory: Path, model: Path, video: Path, port: int, sensor: str, *, device: str = "bench",
+                 camera: str = "", mqtt: str = "", threads: int | None = 1, stats_interval_s: float = 5) -> Path:
+    """The daemon's TOML, as a user would write it: one sensor (``sensor``: its roi or locate lines).
 
-    ``min_confidence = 0`` so every change is published whatever the model thinks of OpenCV's font.
+    ``camera`` and ``mqtt`` are extra lines for those tables. ``min_confidence = 0`` so every change is
+    published whatever the model thinks of OpenCV's font. Shared with bench/soak.py.
     """
-    sensor = "locate = true" if locate else f"roi = {list(box)}"
     path = directory / "digitcam.toml"
     path.write_text(f"""
 [device]
-name = "bench"
+name = "{device}"
 state_dir = "{directory / 'state'}"
 model = "{model}"
-threads = 1
+{"" if threads is None else f"threads = {threads}"}
 
 [camera]
 source = "{video}"
 loop = true
+{camera}
 
 [mqtt]
 host = "127.0.0.1"
 port = {port}
-stats_interval_s = 5
+stats_interval_s = {stats_interval_s}
+{mqtt}
 
 [[sensor]]
 name = "{SENSOR}"
@@ -228,7 +231,8 @@ def run(args) -> dict:
         video, box = make_video(tmp / "counter.mp4", args.numbers, args.hold)
         broker, port = start_broker(tmp)
         try:
-            cfg = load_config(write_config(tmp, args.model, video, box, port, args.locate))
+            sensor = f"locate = true\nlocate_every = {args.locate_every}" if args.locate else f"roi = {list(box)}"
+            cfg = load_config(write_config(tmp, args.model, video, port, sensor))
             service, publisher, source = build_timed_service(cfg, args.duration)
             subscriber = Subscriber(port, publisher.topics.state(SENSOR), tmp / "arrivals.txt")
             publisher.start()
@@ -264,7 +268,7 @@ def run(args) -> dict:
         "fps": (f1 - f0) / (t1 - t0), "frames": f1, "seconds": t1 - t0, "publishes": len(frame_ms),
         "changes": (f1 - f0) / args.hold, "frame_to_publish": percentiles(frame_ms),
         "change_to_publish": percentiles(change_ms), "rss_warm_mb": rss_warm, "rss_end_mb": rss_end,
-        "errors": errors, "sensor": "locate" if args.locate else "roi",
+        "errors": errors, "sensor": f"locate every {args.locate_every}" if args.locate else "roi",
     }
 
 
@@ -294,7 +298,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before the first RSS and frame count")
     parser.add_argument("--numbers", type=int, default=30, help="counter values in the video")
     parser.add_argument("--hold", type=int, default=20, help="frames each value is shown")
-    parser.add_argument("--locate", action="store_true", help="find the plate with the locator in every frame")
+    parser.add_argument("--locate", action="store_true", help="find the plate with the locator (not a fixed roi)")
+    parser.add_argument("--locate-every", type=int, default=5, help="with --locate: search every Nth frame (1: all)")
     parser.add_argument("--quick", action="store_true", help="3 s run on a short video: a smoke test")
     args = parser.parse_args(argv)
     if args.quick:

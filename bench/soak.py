@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from bench.daemon import free_port, make_video  # noqa: E402
+from bench.daemon import free_port, make_video, write_config  # noqa: E402
 from device.cli import default_model  # noqa: E402
 
 DEVICE, SENSOR = "soak", "counter"
@@ -106,36 +106,6 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def write_config(directory: Path, model: Path, video: Path, box, port: int, fps: float) -> Path:
-    path = directory / "digitcam.toml"
-    path.write_text(f"""
-[device]
-name = "{DEVICE}"
-state_dir = "{directory / 'state'}"
-model = "{model}"
-
-[camera]
-source = "{video}"
-loop = true
-fps = {fps}
-
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-reconnect_min_s = 1
-reconnect_max_s = 4
-stats_interval_s = 10
-
-[[sensor]]
-name = "{SENSOR}"
-roi = {list(box)}
-min_confidence = 0.0
-stable_reads = 3
-window = 5
-""")
-    return path
-
-
 def soak(args) -> dict:
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="digitcam-soak-"))
@@ -143,7 +113,9 @@ def soak(args) -> dict:
     broker = Broker(work)
     broker.start()
     watcher = Watcher(broker.port)
-    config = write_config(work, Path(args.model), video, box, broker.port, args.fps)
+    config = write_config(work, Path(args.model), video, broker.port, f"roi = {list(box)}", device=DEVICE,
+                          camera=f"fps = {args.fps}", mqtt="reconnect_min_s = 1\nreconnect_max_s = 4", threads=None,
+                          stats_interval_s=10)
     out, err = open(work / "daemon.out", "wb"), open(work / "daemon.err", "wb")
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     daemon = subprocess.Popen([sys.executable, "-m", "device.cli", "run", "--config", str(config), "--print"],
