@@ -154,17 +154,6 @@ def summary_line(result: dict) -> str:
     return line
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``digitcam bench`` and ``python -m device.benchmark``."""
-    parser.add_argument("--model", type=Path, default=None)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--runtime", default="auto", choices=["auto", "litert", "tflite-runtime"])
-    parser.add_argument("--locator", default=None,
-                        help="locator .tflite for the per-frame figure (default: the bundled one; '' for none)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-
-
 def main(args) -> int:
     from device.cli import default_model
 
@@ -181,6 +170,8 @@ def main(args) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from device.cli import add_bench_arguments
+
     cli = argparse.ArgumentParser(prog="python -m device.benchmark", description=__doc__.splitlines()[0])
-    add_arguments(cli)
+    add_bench_arguments(cli)
     sys.exit(main(cli.parse_args()))

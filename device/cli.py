@@ -146,11 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_trainer("trainer.evaluate", needs_tf=False))
 
     p = sub.add_parser("bench", help="measure speed of the installed model on this machine")
-    p.add_argument("--model", type=Path, default=None)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--runs", type=int, default=300)
+    add_bench_arguments(p)
     p.set_defaults(func=_device("device.benchmark"))
     return parser
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``digitcam bench`` and ``python -m device.benchmark`` (kept here: no heavy imports)."""
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--runtime", default="auto", choices=["auto", "litert", "tflite-runtime"])
+    parser.add_argument("--locator", default=None,
+                        help="locator .tflite for the per-frame figure (default: the bundled one; '' for none)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
 def main(argv=None) -> int:
