@@ -20,6 +20,7 @@ from device.locate import (
     BoxTracker,
     Locator,
     box_iou,
+    clip_box,
     decode_heatmap,
     default_locator,
     expand,
@@ -126,6 +127,12 @@ def test_tracker_holds_the_box_through_brief_misses_then_lets_go():
     assert t.update(None) == (100, 100, 60, 20)
     assert t.update(None) is None
     assert t.update((10, 10, 30, 10)) == (10, 10, 30, 10)
+
+
+def test_a_tracked_box_is_cut_to_a_smaller_frame():
+    assert clip_box((600, 400, 100, 50), (480, 640)) == (600, 400, 40, 50)
+    assert clip_box((-5, 10, 100, 50), (480, 640)) == (0, 10, 95, 50)
+    assert clip_box((700, 400, 100, 50), (480, 640)) is None  # the resolution shrank below the box
 
 
 # ---- the committed model -----------------------------------------------------------------------------
