@@ -77,7 +77,7 @@ def scene_example(frame: np.ndarray, box, rng: np.random.Generator | None, heigh
 
 def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_rate: float = 0.0,
                    cache: Path | None = None, size: tuple[int, int] = RENDER_SIZE,
-                   log_size: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                   log_size: bool = False, strips: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` scenes as model inputs ``[n, h, w]`` uint8 and corners ``[n, 4]`` (NaN: no number); cached."""
     if cache is not None and cache.is_file():
         data = np.load(cache)
@@ -89,7 +89,7 @@ def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_
     images = np.zeros((n, height, width), np.uint8)
     corners = np.zeros((n, 4), np.float32)
     started = time.monotonic()
-    for i, (frame, _, box) in enumerate(itertools.islice(iter_scenes(split, seed, size=size, log_size=log_size), n)):
+    for i, (frame, _, box) in enumerate(itertools.islice(iter_scenes(split, seed, size=size, log_size=log_size, strips=strips), n)):
         images[i], corners[i] = scene_example(frame, box, rng, height, width, zoom_rate)
         if i and i % 2000 == 0:
             log.info("%s scenes: %d/%d (%.0f/s)", split, i, n, i / (time.monotonic() - started))
@@ -250,11 +250,14 @@ def train(out: Path, n_train: int = 12000, epochs: int = 12, batch: int = 32, lr
 # ---- measurement ------------------------------------------------------------------------------------------
 
 
-def held_out_scenes(split: str, n: int, seed: int):
-    """The first ``n`` scenes of a held-out split at full resolution: (frame, label, box)."""
+def held_out_scenes(split: str, n: int, seed: int, strips: float = 0.0):
+    """The first ``n`` scenes of a held-out split at full resolution: (frame, label, box).
+
+    ``strips`` > 0: that share of the numbers are the split's real meter strips (meters never trained on).
+    """
     from trainer.sources import iter_scenes
 
-    return list(itertools.islice(iter_scenes(split, seed), n))
+    return list(itertools.islice(iter_scenes(split, seed, strips=strips), n))
 
 
 def blob_box(heat: np.ndarray, threshold: float):
@@ -491,6 +494,7 @@ def main(argv=None) -> int:
     p.add_argument("-n", type=int, default=10000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-size", action="store_true", help="log-uniform number heights: more small numbers")
+    p.add_argument("--strips", type=float, default=0.0, help="share of numbers that are real meter strips")
     p = sub.add_parser("export")
     p.add_argument("run", type=Path)
     p.add_argument("-o", "--output", type=Path, default=Path("models/locator.tflite"))
@@ -505,6 +509,7 @@ def main(argv=None) -> int:
         p.add_argument("--split", default="test", choices=["val", "test"])
         p.add_argument("-n", type=int, default=300 if name == "eval" else 36)
         p.add_argument("-o", "--output", type=Path, required=name == "sheet")
+        p.add_argument("--strips", type=float, default=0.0, help="share of real meter strips among the numbers")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "train":
@@ -515,7 +520,7 @@ def main(argv=None) -> int:
         from trainer.locator_model import INPUT_HEIGHT, INPUT_WIDTH
 
         images, _ = make_scene_set("train", args.n, args.seed, INPUT_HEIGHT, INPUT_WIDTH, ZOOM_RATE, args.output,
-                                   log_size=args.log_size)
+                                   log_size=args.log_size, strips=args.strips)
         print(f"wrote {args.output} ({len(images)} scenes)")
         return 0
     if args.command == "export":
@@ -529,7 +534,7 @@ def main(argv=None) -> int:
 
     locator = Locator(args.locator)
     recognizer = Recognizer(args.model or default_model())
-    scenes = held_out_scenes(args.split, args.n, TEST_SEED if args.split == "test" else VAL_SEED)
+    scenes = held_out_scenes(args.split, args.n, TEST_SEED if args.split == "test" else VAL_SEED, args.strips)
     if args.command == "sheet":
         print(contact_sheet(locator, recognizer, scenes, args.output))
         return 0

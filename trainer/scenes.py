@@ -85,16 +85,29 @@ def paste(frame: np.ndarray, crop: np.ndarray, rng: np.random.Generator, log_siz
 
 
 def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int] = (480, 640), difficulty: str = "full",
-                      log_size: bool = False):
-    """Endless (frame RGB uint8 [h, w, 3], label, box (x, y, w, h) or None) for the locator."""
+                      log_size: bool = False, strips: float = 0.0):
+    """Endless (frame RGB uint8 [h, w, 3], label, box (x, y, w, h) or None) for the locator.
+
+    ``strips`` is the share of numbers that are real meter strips (photos of the split's own meters)
+    instead of rendered crops: real digit wheels, as the camera on a meter sees them.
+    """
     h, w = size
     renderer = Renderer(difficulty, empty_rate=0.0, colour=True, split=split)  # val/test: held-out font families
+    real = None
+    if strips > 0:
+        from trainer.meters import iter_meter_strips
+
+        real = iter_meter_strips(split, rng)
     while True:
         frame = background(rng, h, w)
         if rng.random() < EMPTY_RATE:
             label, box = "", None
         else:
-            crop, label = renderer.sample(rng)
+            if real is not None and rng.random() < strips:
+                crop, label = next(real)
+                crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB) if crop.ndim == 2 else crop
+            else:
+                crop, label = renderer.sample(rng)
             box = paste(frame, crop, rng, log_size)
         clutter(frame, rng, box)
         frame = effects.camera(frame, rng, rng.uniform(0.0, 0.6))
