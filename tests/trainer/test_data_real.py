@@ -143,3 +143,16 @@ def test_svhn_without_a_folder_is_a_clear_error(tmp_path):
         next(iter_samples("svhn", "train", 0))
     with pytest.raises(FileNotFoundError, match="digitStruct.mat"):
         next(iter_samples("svhn", "train", 0, svhn_dir=tmp_path))
+
+
+@needs_meters
+def test_scenes_with_strips_paste_real_meter_strips_of_the_split():
+    """``strips=1`` scenes carry meter strips (3-8 wheels) as their number, boxed inside the frame."""
+    from trainer.sources import iter_scenes
+
+    scenes = list(itertools.islice(iter_scenes("val", 3, size=(120, 160), strips=1.0), 30))
+    with_number = [(label, box) for _, label, box in scenes if box is not None]
+    assert len(with_number) >= 20
+    for label, (x, y, w, h) in with_number:
+        assert 3 <= len(label) <= 8 and label.isdigit()  # a strip: 3-8 wheels (rendered numbers have 1-8 digits)
+        assert x >= 0 and y >= 0 and x + w <= 160 and y + h <= 120
