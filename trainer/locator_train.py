@@ -77,7 +77,8 @@ def scene_example(frame: np.ndarray, box, rng: np.random.Generator | None, heigh
 
 def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_rate: float = 0.0,
                    cache: Path | None = None, size: tuple[int, int] = RENDER_SIZE,
-                   log_size: bool = False, strips: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                   log_size: bool = False, strips: float = 0.0,
+                   empty_rate: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``n`` scenes as model inputs ``[n, h, w]`` uint8 and corners ``[n, 4]`` (NaN: no number); cached."""
     if cache is not None and cache.is_file():
         data = np.load(cache)
@@ -86,10 +87,11 @@ def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_
     from trainer.sources import iter_scenes
 
     rng = np.random.default_rng(seed + 17)
+    options = {} if empty_rate is None else {"empty_rate": empty_rate}
     images = np.zeros((n, height, width), np.uint8)
     corners = np.zeros((n, 4), np.float32)
     started = time.monotonic()
-    for i, (frame, _, box) in enumerate(itertools.islice(iter_scenes(split, seed, size=size, log_size=log_size, strips=strips), n)):
+    for i, (frame, _, box) in enumerate(itertools.islice(iter_scenes(split, seed, size=size, log_size=log_size, strips=strips, **options), n)):
         images[i], corners[i] = scene_example(frame, box, rng, height, width, zoom_rate)
         if i and i % 2000 == 0:
             log.info("%s scenes: %d/%d (%.0f/s)", split, i, n, i / (time.monotonic() - started))
@@ -495,6 +497,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-size", action="store_true", help="log-uniform number heights: more small numbers")
     p.add_argument("--strips", type=float, default=0.0, help="share of numbers that are real meter strips")
+    p.add_argument("--empty-rate", type=float, default=None, help="share of scenes without a number (default 0.1)")
     p = sub.add_parser("export")
     p.add_argument("run", type=Path)
     p.add_argument("-o", "--output", type=Path, default=Path("models/locator.tflite"))
@@ -520,7 +523,7 @@ def main(argv=None) -> int:
         from trainer.locator_model import INPUT_HEIGHT, INPUT_WIDTH
 
         images, _ = make_scene_set("train", args.n, args.seed, INPUT_HEIGHT, INPUT_WIDTH, ZOOM_RATE, args.output,
-                                   log_size=args.log_size, strips=args.strips)
+                                   log_size=args.log_size, strips=args.strips, empty_rate=args.empty_rate)
         print(f"wrote {args.output} ({len(images)} scenes)")
         return 0
     if args.command == "export":

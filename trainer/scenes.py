@@ -85,7 +85,7 @@ def paste(frame: np.ndarray, crop: np.ndarray, rng: np.random.Generator, log_siz
 
 
 def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int] = (480, 640), difficulty: str = "full",
-                      log_size: bool = False, strips: float = 0.0):
+                      log_size: bool = False, strips: float = 0.0, empty_rate: float = EMPTY_RATE):
     """Endless (frame RGB uint8 [h, w, 3], label, box (x, y, w, h) or None) for the locator.
 
     ``strips`` is the share of numbers that are real meter strips (photos of the split's own meters)
@@ -100,7 +100,7 @@ def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int
         real = iter_meter_strips(split, rng)
     while True:
         frame = background(rng, h, w)
-        if rng.random() < EMPTY_RATE:
+        if rng.random() < empty_rate:
             label, box = "", None
         else:
             if real is not None and rng.random() < strips:
