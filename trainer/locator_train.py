@@ -274,7 +274,7 @@ def blob_box(heat: np.ndarray, threshold: float):
     return cols.min() * STRIDE, rows.min() * STRIDE, (cols.max() + 1) * STRIDE, (rows.max() + 1) * STRIDE
 
 
-def measure(model_path: Path, scenes, recognizer=None, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+def measure(model_path: Path, scenes, recognizer=None, thresholds=(0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95),
             margins=(0.0, 0.1, 0.25)) -> dict:
     """Box IoU of three decoders (blob extent, one pass, refined), null rates over thresholds, end to end.
 
@@ -426,8 +426,11 @@ def recalibrate_batchnorm(model, scenes: tuple[np.ndarray, np.ndarray], steps: i
     still high (a run stopped by its time budget) had inference-mode losses 3-4x its training-mode ones
     (heat-map 0.77 vs 0.21). Forward passes in training mode, no gradient steps, bring them back (0.18).
     """
+    import keras
+
     from trainer.locator_model import grid_shape
 
+    keras.utils.set_random_seed(0)  # the augmentation draws: the same export twice gives the same model
     images, corners = scenes
     rows, cols = grid_shape(int(model.input.shape[1]), int(model.input.shape[2]))
     for x, _ in training_dataset(images, corners, rows, cols, batch, seed=1).repeat().take(steps):
@@ -461,7 +464,8 @@ def export(run: Path, output: Path, threshold: float = 0.5, margin: float = 0.1,
         "outputs": {"heatmap": "number probability per cell", "box": f"l,t,r,b edge distances / {BOX_UNIT} px"},
         "stride": STRIDE, "threshold": threshold, "margin": margin, "refine": refine,
         "params": int(model.count_params()), "macs": count_macs(model), "size_bytes": output.stat().st_size,
-        "training": {k: state.get(k) for k in ("epoch", "n_train", "batch", "lr", "restarts", "seconds", "cpu_seconds", "loss")},
+        "training": {k: state.get(k) for k in ("epoch", "n_train", "batch", "lr", "restarts", "seconds", "cpu_seconds",
+                                               "loss", "init", "scene_files")},
         "metrics": metrics or {},
     }
     write_manifest(output, fields)
