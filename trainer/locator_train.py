@@ -522,12 +522,16 @@ def main(argv=None) -> int:
     p.add_argument("--width-mult", type=float, default=1.0)
     p.add_argument("--minutes", type=float, default=None, help="stop after the epoch that passes this budget")
     p.add_argument("--scenes", type=Path, nargs="+", default=None, help="training scene files (from `scenes`)")
-    p.add_argument("--init", type=Path, default=None, help="start from this model's weights (.keras)")
+    p.add_argument("--init", type=Path, default=None, help="start from this model's weights (.keras; any input size)")
+    p.add_argument("--height", type=int, default=None, help="model input height (default 128; a new run only)")
+    p.add_argument("--width", type=int, default=None, help="model input width (default 160; a new run only)")
     p = sub.add_parser("scenes", help="render a training scene set to an .npz file")
     p.add_argument("output", type=Path)
     p.add_argument("-n", type=int, default=10000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-size", action="store_true", help="log-uniform number heights: more small numbers")
+    p.add_argument("--height", type=int, default=None, help="model input height (default 128)")
+    p.add_argument("--width", type=int, default=None, help="model input width (default 160)")
     p.add_argument("--strips", type=float, default=0.0, help="share of numbers that are real meter strips")
     p.add_argument("--empty-rate", type=float, default=None, help="share of scenes without a number (default 0.1)")
     p = sub.add_parser("export")
@@ -549,12 +553,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "train":
         train(args.out, args.n_train, args.epochs, args.batch, args.lr, width_mult=args.width_mult,
-              minutes=args.minutes, scene_files=args.scenes, init=args.init)
+              minutes=args.minutes, scene_files=args.scenes, init=args.init, height=args.height, width=args.width)
         return 0
     if args.command == "scenes":
         from trainer.locator_model import INPUT_HEIGHT, INPUT_WIDTH
 
-        images, _ = make_scene_set("train", args.n, args.seed, INPUT_HEIGHT, INPUT_WIDTH, ZOOM_RATE, args.output,
+        images, _ = make_scene_set("train", args.n, args.seed, args.height or INPUT_HEIGHT, args.width or INPUT_WIDTH,
+                                   ZOOM_RATE, args.output,
                                    log_size=args.log_size, strips=args.strips, empty_rate=args.empty_rate)
         print(f"wrote {args.output} ({len(images)} scenes)")
         return 0
