@@ -84,8 +84,7 @@ def read_frame(locator, recognizer, frame: np.ndarray, fallback_box) -> None:
     If the locator misses the synthetic plate the read still runs on ``fallback_box``, so the figure is
     always locate + read.
     """
-    box = locator.find(frame) or fallback_box
-    recognizer.read([locate.crop(frame, box)])
+    locator.read_box(recognizer, frame, locator.find(frame) or fallback_box)
 
 
 def measure_reader(recognizer, runs: int = 300, locator=None) -> dict:

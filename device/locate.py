@@ -41,8 +41,13 @@ REFINE_GROW_X, REFINE_GROW_Y = 0.25, 0.5  # the second pass's window around the 
 # whole. Tight crops: 79.0 % read right vs 72.3 % through the box; 640x480 scenes: unchanged (0.3 cost
 # them 2.5 points). docs/LOCATOR.md.
 WHOLE_FRAME_COVER = 0.4
+# A crop view: (width scale, height scale, x shift as a share of the width) of the crop box, about its
+# centre. A locator's manifest lists the views its crops are read through (``crops``); the reading
+# they agree on wins (``device.recognize.vote``). One view, the box itself, when the manifest has none.
+SINGLE_VIEW = ((1.0, 1.0, 0.0),)
 
 Box = tuple[int, int, int, int]  # x, y, w, h in frame pixels
+View = tuple[float, float, float]
 
 
 def whole_frame(frame: np.ndarray) -> Box:
@@ -61,6 +66,36 @@ def clip_box(box: Box, frame_shape) -> Box | None:
     x0, y0 = max(0, box[0]), max(0, box[1])
     x1, y1 = min(fw, box[0] + box[2]), min(fh, box[1] + box[3])
     return (x0, y0, x1 - x0, y1 - y0) if x1 - x0 >= 2 and y1 - y0 >= 2 else None
+
+
+def view_boxes(box: Box, frame_shape, views=SINGLE_VIEW) -> list[Box]:
+    """``box`` seen through each view: scaled about its centre, shifted, cut to the frame.
+
+    Reading a few slightly different crops and letting them vote makes a reading robust to a box a few
+    pixels off, which a single crop is not: a digit cut at the edge is misread (docs/LOCATOR.md).
+    """
+    x, y, w, h = box
+    fh, fw = frame_shape[:2]
+    out = []
+    for sx, sy, dx in views:
+        cx, cy, vw, vh = x + w / 2 + dx * w, y + h / 2, w * sx, h * sy
+        x0, y0 = int(max(0, round(cx - vw / 2))), int(max(0, round(cy - vh / 2)))
+        x1, y1 = int(min(fw, round(cx + vw / 2))), int(min(fh, round(cy + vh / 2)))
+        out.append((x0, y0, max(1, x1 - x0), max(1, y1 - y0)) if x1 > x0 and y1 > y0 else tuple(box))
+    return out
+
+
+def parse_views(value, where: str) -> tuple[View, ...]:
+    """A manifest's ``crops`` list -> views; anything else than [[wscale, hscale, xshift], ...] is a ModelError."""
+    if value is None:
+        return SINGLE_VIEW
+    try:
+        views = tuple((float(a), float(b), float(c)) for a, b, c in value)
+    except (TypeError, ValueError):
+        raise ModelError(f"{where}: 'crops' must be a list of [width scale, height scale, x shift], not {value!r}") from None
+    if not views or not all(0.5 <= a <= 2.0 and 0.5 <= b <= 2.0 and -0.5 <= c <= 0.5 for a, b, c in views):
+        raise ModelError(f"{where}: 'crops' {value!r} must be non-empty, scales in [0.5, 2], shifts in [-0.5, 0.5]")
+    return views
 
 
 def box_iou(a, b) -> float:
@@ -193,12 +228,14 @@ class Locator:
     """Finds the number in frames with one interpreter, built once; ``find`` gives the crop box."""
 
     def __init__(self, model_path: str | Path, threads: int = 1, runtime: str = "auto",
-                 threshold: float | None = None, margin: float | None = None, refine: bool | None = None):
+                 threshold: float | None = None, margin: float | None = None, refine: bool | None = None,
+                 views=None):
         self.model_path = Path(model_path)
         self.manifest = load_locator_manifest(self.model_path)
         self.threshold = float(threshold if threshold is not None else self.manifest.get("threshold", DEFAULT_THRESHOLD))
         self.margin = float(margin if margin is not None else self.manifest.get("margin", DEFAULT_MARGIN))
         self.refine = bool(refine if refine is not None else self.manifest.get("refine", True))
+        self.views = parse_views(views if views is not None else self.manifest.get("crops"), str(self.model_path))
         self.interpreter, self.runtime = build_interpreter(self.model_path, threads=threads, prefer=runtime)
         signatures = self.interpreter.get_signature_list()
         if not signatures:
@@ -273,6 +310,16 @@ class Locator:
         if box[2] * box[3] >= WHOLE_FRAME_COVER * frame.shape[0] * frame.shape[1]:
             return whole_frame(frame)  # the number fills the image: it is a crop already, read all of it
         return box
+
+    def view_boxes(self, box: Box, frame_shape) -> list[Box]:
+        """The crops to read for a box this locator found: ``box`` through each of the manifest's views."""
+        return view_boxes(box, frame_shape, self.views)
+
+    def read_box(self, recognizer, frame: np.ndarray, box: Box):
+        """Read the number in a box this locator found, through its views: (voted Reading, ms)."""
+        (reading,), ms = recognizer.read_views([[crop(frame, view) for view in self.view_boxes(box, frame.shape)]])
+        reading.box = tuple(int(v) for v in box)
+        return reading, ms
 
     def describe(self) -> dict:
         return {"name": self.manifest.get("name"), "version": self.manifest.get("version"),

@@ -20,12 +20,16 @@ def read_image(recognizer, path: str, use_locator: bool = True, locator=None, an
         frame = load_image(path)
     except DigitcamError as exc:
         return {"image": path, "error": str(exc)}
-    box = locator.find(frame) if (use_locator and locator is not None) else locate.whole_frame(frame)
+    located = use_locator and locator is not None
+    box = locator.find(frame) if located else locate.whole_frame(frame)
     if box is None:
         result = {"image": path, "value": None, "confidence": 1.0, "box": None, "digits": [], "ms": 0.0}
     else:
-        (reading,), ms = recognizer.read([locate.crop(frame, box)])
-        reading.box = tuple(int(v) for v in box)
+        if located:
+            reading, ms = locator.read_box(recognizer, frame, box)
+        else:
+            (reading,), ms = recognizer.read([locate.crop(frame, box)])
+            reading.box = tuple(int(v) for v in box)
         result = {"image": path, **reading.as_dict(), "ms": round(ms, 3)}
     if annotate_dir is not None:
         from device.overlay import annotate_to_file

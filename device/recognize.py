@@ -41,6 +41,16 @@ def dequantize(value: np.ndarray, details: dict) -> np.ndarray:
     return (value.astype(np.float32) - zero) * scale
 
 
+def vote(readings: list[Reading]) -> Reading:
+    """Readings of one number through several crops -> one: the value whose readings sum to the most
+    confidence, reported by its most confident reading (so ``min_confidence`` means what it did)."""
+    totals: dict = {}
+    for reading in readings:
+        totals[reading.value] = totals.get(reading.value, 0.0) + float(reading.confidence)
+    winner = max(totals, key=totals.get)
+    return max((r for r in readings if r.value == winner), key=lambda r: r.confidence)
+
+
 class Recognizer:
     """Reads cropped numbers with one interpreter; ``read`` takes any crops, ``infer`` prepared tensors."""
 
@@ -91,6 +101,16 @@ class Recognizer:
         start = time.perf_counter()
         readings = self.infer(batch)
         return readings, (time.perf_counter() - start) * 1000.0
+
+    def read_views(self, groups: list[list[np.ndarray]]) -> tuple[list[Reading], float]:
+        """Groups of crops, each a few views of one number -> one voted Reading per group (one invoke)."""
+        flat = [view for group in groups for view in group]
+        readings, ms = self.read(flat)
+        out, at = [], 0
+        for group in groups:
+            out.append(vote(readings[at : at + len(group)]))
+            at += len(group)
+        return out, ms
 
     def describe(self) -> dict:
         """What the model is, for state messages and logs."""

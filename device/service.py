@@ -211,10 +211,15 @@ class Service:
         self.notifier.frame_processed()
 
     def _read_sensors(self, frame: np.ndarray) -> list[Reading]:
-        """A Reading per sensor; all crops go through the recognizer in one call."""
+        """A Reading per sensor; all crops go through the recognizer in one call.
+
+        A located box is read through the locator's views (a few slightly different crops that vote);
+        a fixed ROI is read as it is.
+        """
         boxes = [self._box(sensor, frame) for sensor in self.sensors]
-        crops = [locate.crop(frame, box) for box in boxes if box is not None]
-        found, ms = self.recognizer.read(crops)
+        groups = [[locate.crop(frame, view) for view in self._views(sensor, box, frame.shape)]
+                  for sensor, box in zip(self.sensors, boxes) if box is not None]
+        found, ms = self.recognizer.read_views(groups)
         self.stats.frame(ms)
         readings = iter(found)
         out = []
@@ -226,6 +231,11 @@ class Service:
                 reading.box = box
                 out.append(reading)
         return out
+
+    def _views(self, sensor: Sensor, box, frame_shape) -> list:
+        if sensor.config.locate and self.locator is not None:
+            return self.locator.view_boxes(box, frame_shape)
+        return [box]
 
     def _box(self, sensor: Sensor, frame: np.ndarray):
         """Where to read: the locator's box (searched inside the roi, if set), else the fixed roi."""

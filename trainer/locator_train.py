@@ -78,7 +78,7 @@ def scene_example(frame: np.ndarray, box, rng: np.random.Generator | None, heigh
 def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_rate: float = 0.0,
                    cache: Path | None = None, size: tuple[int, int] = RENDER_SIZE,
                    log_size: bool = False, strips: float = 0.0,
-                   empty_rate: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   empty_rate: float | None = None, plain_rate: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` scenes as model inputs ``[n, h, w]`` uint8 and corners ``[n, 4]`` (NaN: no number); cached."""
     if cache is not None and cache.is_file():
         data = np.load(cache)
@@ -87,7 +87,7 @@ def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_
     from trainer.sources import iter_scenes
 
     rng = np.random.default_rng(seed + 17)
-    options = {} if empty_rate is None else {"empty_rate": empty_rate}
+    options = {"plain_rate": plain_rate} | ({} if empty_rate is None else {"empty_rate": empty_rate})
     images = np.zeros((n, height, width), np.uint8)
     corners = np.zeros((n, 4), np.float32)
     started = time.monotonic()
@@ -199,10 +199,13 @@ def train(out: Path, n_train: int = 12000, epochs: int = 12, batch: int = 32, lr
     out.mkdir(parents=True, exist_ok=True)
     state_file = out / "state.json"
     state = json.loads(state_file.read_text()) if state_file.is_file() else {}
+    images = corners = None
+    if scene_files:
+        images, corners = load_scene_files(scene_files)
+        height, width = height or images.shape[1], width or images.shape[2]  # a new run takes the files' size
     height, width = state.get("height", height or INPUT_HEIGHT), state.get("width", width or INPUT_WIDTH)
     rows, cols = grid_shape(height, width)
     if scene_files:
-        images, corners = load_scene_files(scene_files)
         if images.shape[1:] != (height, width):
             raise ValueError(f"scene files hold {images.shape[1:]} inputs, the model wants {(height, width)}")
     else:
@@ -372,7 +375,7 @@ def find_and_read(locator, recognizer, scenes) -> dict:
         found = locator.find(frame)
         value, conf = None, 1.0
         if found is not None:
-            (reading,), _ = recognizer.read([crop(frame, found)])
+            reading, _ = locator.read_box(recognizer, frame, found)
             value, conf = reading.value, reading.confidence
         right.append((value or "") == label)
         null.append(value is None)
@@ -399,13 +402,80 @@ def tight_crops(locator, recognizer, n: int, seed: int = TEST_SEED) -> dict:
         box = locator.find(image)
         located = None
         if box is not None:
-            (reading,), _ = recognizer.read([crop(image, box)])
+            reading, _ = locator.read_box(recognizer, image, box)
             located = reading.value
         counts["not_found"] += box is None
         counts["whole"] += (whole.value or "") == label
         counts["located"] += (located or "") == label
         counts["located_or_whole"] += ((located if box is not None else whole.value) or "") == label
     return {k: round(v / n, 4) for k, v in counts.items()} | {"n": n}
+
+
+# ---- crop views ------------------------------------------------------------------------------------------
+
+# Candidate views (width scale, height scale, x shift of the width) around the found box: a few percent
+# wider, taller or off to one side, the size of the locator's usual box error (docs/LOCATOR.md).
+CANDIDATE_VIEWS = tuple((sx, sy, dx) for sx in (0.95, 1.0, 1.05, 1.1, 1.2) for sy in (0.9, 1.0, 1.1, 1.25)
+                        for dx in (-0.03, 0.0, 0.03))
+
+
+def view_readings(locator, recognizer, scenes, candidates=CANDIDATE_VIEWS) -> list:
+    """Per scene: None (no box found) or the (value, confidence) read through each candidate view."""
+    from device.locate import view_boxes
+
+    out = []
+    for frame, _, _ in scenes:
+        box = locator.find(frame)
+        if box is None:
+            out.append(None)
+            continue
+        readings, _ = recognizer.read([crop(frame, view) for view in view_boxes(box, frame.shape, candidates)])
+        out.append([(r.value, r.confidence) for r in readings])
+    return out
+
+
+def voted_accuracy(scenes, readings, chosen: list[int]) -> float:
+    """Sequence accuracy over the scenes with a number when the ``chosen`` views vote (``device.recognize.vote``)."""
+    from device.contract import Reading
+    from device.recognize import vote
+
+    hits = total = 0
+    for (_, label, box), read in zip(scenes, readings):
+        if box is None:
+            continue
+        total += 1
+        if read is not None:
+            hits += (vote([Reading(*read[i]) for i in chosen]).value or "") == label
+    return hits / max(1, total)
+
+
+def choose_views(locator, recognizer, scenes, max_views: int = 3, candidates=CANDIDATE_VIEWS) -> dict:
+    """Greedy forward selection of the views that read best together, starting from the box itself.
+
+    Run on the validation split; a view joins only if it adds at least one right reading.
+    """
+    readings = view_readings(locator, recognizer, scenes, candidates)
+    chosen = [candidates.index((1.0, 1.0, 0.0))]
+    steps = [{"views": [list(candidates[i]) for i in chosen], "accuracy": round(voted_accuracy(scenes, readings, chosen), 4)}]
+    n = sum(box is not None for _, _, box in scenes)
+    while len(chosen) < max_views:
+        scores = {i: voted_accuracy(scenes, readings, chosen + [i]) for i in range(len(candidates)) if i not in chosen}
+        best = max(scores, key=scores.get)
+        if (scores[best] - steps[-1]["accuracy"]) * n < 1 - 1e-6:
+            break
+        chosen.append(best)
+        steps.append({"views": [list(candidates[i]) for i in chosen], "accuracy": round(scores[best], 4)})
+    return {"crops": steps[-1]["views"], "steps": steps, "scenes": len(scenes), "with_number": n}
+
+
+def record_views(locator_path: Path, views: list) -> None:
+    """Write the chosen views into the locator's manifest (``crops``); the model file is untouched."""
+    from device.manifest import manifest_path
+
+    path = manifest_path(locator_path)
+    data = json.loads(path.read_text())
+    data["crops"] = views
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 # ---- export ------------------------------------------------------------------------------------------------
@@ -492,7 +562,7 @@ def contact_sheet(locator, recognizer, scenes, output: Path, cols: int = 6, tile
         found = locator.find(bgr)
         value, conf = None, 0.0
         if found is not None:
-            (reading,), _ = recognizer.read([crop(bgr, found)])
+            reading, _ = locator.read_box(recognizer, bgr, found)
             value, conf = reading.value, reading.confidence
         tile = annotate(bgr, found, value, conf)
         if box is not None:
@@ -539,6 +609,8 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=int, default=None, help="model input width (default 160)")
     p.add_argument("--strips", type=float, default=0.0, help="share of numbers that are real meter strips")
     p.add_argument("--empty-rate", type=float, default=None, help="share of scenes without a number (default 0.1)")
+    p.add_argument("--plain-rate", type=float, default=0.0,
+                   help="share of the scenes without a number that are a flat colour or a smooth ramp")
     p = sub.add_parser("export")
     p.add_argument("run", type=Path)
     p.add_argument("-o", "--output", type=Path, default=Path("models/locator.tflite"))
@@ -546,6 +618,12 @@ def main(argv=None) -> int:
     p.add_argument("--margin", type=float, default=0.1)
     p.add_argument("--no-refine", action="store_true", help="one pass only (no second look around the box)")
     p.add_argument("--metrics", type=Path, default=None, help="an eval report (JSON) to record in the manifest")
+    p = sub.add_parser("views", help="choose the crop views that vote, on the validation split")
+    p.add_argument("--locator", type=Path, default=Path("models/locator.tflite"))
+    p.add_argument("--model", type=Path, default=None, help="recognizer (default: the bundled one)")
+    p.add_argument("-n", type=int, default=600)
+    p.add_argument("--max-views", type=int, default=3)
+    p.add_argument("--write", action="store_true", help="record the chosen views in the locator's manifest")
     for name in ("eval", "sheet"):
         p = sub.add_parser(name)
         p.add_argument("--locator", type=Path, default=Path("models/locator.tflite"))
@@ -565,7 +643,8 @@ def main(argv=None) -> int:
 
         images, _ = make_scene_set("train", args.n, args.seed, args.height or INPUT_HEIGHT, args.width or INPUT_WIDTH,
                                    ZOOM_RATE, args.output,
-                                   log_size=args.log_size, strips=args.strips, empty_rate=args.empty_rate)
+                                   log_size=args.log_size, strips=args.strips, empty_rate=args.empty_rate,
+                                   plain_rate=args.plain_rate)
         print(f"wrote {args.output} ({len(images)} scenes)")
         return 0
     if args.command == "export":
@@ -577,8 +656,15 @@ def main(argv=None) -> int:
     from device.locate import Locator
     from device.recognize import Recognizer
 
-    locator = Locator(args.locator)
     recognizer = Recognizer(args.model or default_model())
+    if args.command == "views":
+        scenes = held_out_scenes("val", args.n, VAL_SEED)
+        report = choose_views(Locator(args.locator, views=[(1.0, 1.0, 0.0)]), recognizer, scenes, args.max_views)
+        print(json.dumps(report, indent=2))
+        if args.write:
+            record_views(args.locator, report["crops"])
+        return 0
+    locator = Locator(args.locator)
     scenes = held_out_scenes(args.split, args.n, TEST_SEED if args.split == "test" else VAL_SEED, args.strips)
     if args.command == "sheet":
         print(contact_sheet(locator, recognizer, scenes, args.output))

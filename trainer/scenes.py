@@ -49,6 +49,23 @@ def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(img, 0, 255, out=img).astype(np.uint8)
 
 
+def plain_background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A frame with nothing on it: one flat colour or a smooth ramp (lens cap, blank wall, light falling off).
+
+    Such frames are easy to get wrong the other way: a locator that never saw them may find a number in
+    mid-grey, the colour its letterbox padding has (docs/LOCATOR.md).
+    """
+    a = rng.uniform(0, 255, 3).astype(np.float32)
+    if rng.random() < 0.5:
+        return np.broadcast_to(a.astype(np.uint8), (h, w, 3)).copy()
+    b = rng.uniform(0, 255, 3).astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    t = xs / w * np.cos(angle) + ys / h * np.sin(angle)
+    t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))
+    return np.clip(a * (1 - t[..., None]) + b * t[..., None], 0, 255).astype(np.uint8)
+
+
 def clutter(img: np.ndarray, rng: np.random.Generator, avoid: tuple[int, int, int, int] | None) -> None:
     """Words and symbols that are not numbers, kept off the number's box so its label stays true."""
     h, w = img.shape[:2]
@@ -85,11 +102,13 @@ def paste(frame: np.ndarray, crop: np.ndarray, rng: np.random.Generator, log_siz
 
 
 def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int] = (480, 640), difficulty: str = "full",
-                      log_size: bool = False, strips: float = 0.0, empty_rate: float = EMPTY_RATE):
+                      log_size: bool = False, strips: float = 0.0, empty_rate: float = EMPTY_RATE,
+                      plain_rate: float = 0.0):
     """Endless (frame RGB uint8 [h, w, 3], label, box (x, y, w, h) or None) for the locator.
 
     ``strips`` is the share of numbers that are real meter strips (photos of the split's own meters)
-    instead of rendered crops: real digit wheels, as the camera on a meter sees them.
+    instead of rendered crops: real digit wheels, as the camera on a meter sees them. ``plain_rate`` is
+    the share of the scenes without a number that are plain (``plain_background``, no clutter).
     """
     h, w = size
     renderer = Renderer(difficulty, empty_rate=0.0, colour=True, split=split)  # val/test: held-out font families
@@ -101,6 +120,9 @@ def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int
     while True:
         frame = background(rng, h, w)
         if rng.random() < empty_rate:
+            if plain_rate > 0 and rng.random() < plain_rate:  # drawn only then: default streams stay as they were
+                yield effects.camera(plain_background(rng, h, w), rng, rng.uniform(0.0, 0.6)), "", None
+                continue
             label, box = "", None
         else:
             if real is not None and rng.random() < strips:

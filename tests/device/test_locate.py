@@ -13,6 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
+from device.contract import Reading
 from device.errors import ModelError
 from device.locate import (
     REPO_LOCATOR,
@@ -25,7 +26,10 @@ from device.locate import (
     default_locator,
     expand,
     fit_frame,
+    parse_views,
+    view_boxes,
 )
+from device.recognize import vote
 
 needs_model = pytest.mark.skipif(not REPO_LOCATOR.is_file(), reason="models/locator.tflite is not committed yet")
 
@@ -135,6 +139,35 @@ def test_a_tracked_box_is_cut_to_a_smaller_frame():
     assert clip_box((700, 400, 100, 50), (480, 640)) is None  # the resolution shrank below the box
 
 
+# ---- crop views and their vote -------------------------------------------------------------------------
+
+
+def test_views_scale_and_shift_the_box_about_its_centre_inside_the_frame():
+    box = (100, 200, 200, 50)  # centre (200, 225)
+    same, wider, left = view_boxes(box, (480, 640), ((1.0, 1.0, 0.0), (1.1, 1.2, 0.0), (1.0, 1.0, -0.05)))
+    assert same == box
+    assert wider == (90, 195, 220, 60)
+    assert left == (90, 200, 200, 50)
+    edge = view_boxes((600, 440, 40, 40), (480, 640), ((1.5, 1.5, 0.0),))[0]
+    assert edge == (590, 430, 50, 50)  # cut at the frame's right and bottom edges
+
+
+def test_views_come_from_the_manifest_and_bad_ones_are_refused():
+    assert parse_views(None, "m") == ((1.0, 1.0, 0.0),)
+    assert parse_views([[1, 1.1, -0.03]], "m") == ((1.0, 1.1, -0.03),)
+    for bad in ([], [[1.0, 1.0]], "wide", [[3.0, 1.0, 0.0]], [[1.0, 1.0, 0.9]]):
+        with pytest.raises(ModelError, match="'crops'"):
+            parse_views(bad, "locator.json")
+
+
+def test_the_vote_goes_to_the_value_most_views_back_reported_by_its_surest_view():
+    readings = [Reading("123", 0.9), Reading("128", 0.5), Reading("128", 0.45), Reading("128", 0.3)]
+    won = vote(readings)
+    assert won.value == "128" and won.confidence == 0.5  # 1.25 of summed confidence against 0.9
+    assert vote([Reading("7", 0.4), Reading(None, 0.95)]).value is None  # "no number" can win too
+    assert vote([Reading("42", 0.8)]).value == "42"
+
+
 # ---- the committed model -----------------------------------------------------------------------------
 
 
@@ -193,6 +226,29 @@ def test_an_image_that_is_already_a_tight_crop_is_read_whole(locator):
     crops = [img for img, label in itertools.islice(iter_samples("rendered", "test", 5, colour=True), 30) if label]
     whole = sum(locator.find(img) == (0, 0, img.shape[1], img.shape[0]) for img in crops)
     assert whole >= 0.8 * len(crops)
+
+
+@needs_model
+def test_views_read_held_out_scenes_as_well_as_the_box_alone_and_in_one_invoke(locator, scenes):
+    from device.recognize import Recognizer
+    from tests.device.test_runtime import MODEL
+
+    recognizer = Recognizer(MODEL)
+    assert len(locator.views) >= 2  # chosen on val by `python -m trainer.locator_train views --write`
+    single = Locator(REPO_LOCATOR, views=[(1.0, 1.0, 0.0)])
+    voted_right = single_right = 0
+    for frame, label, _ in scenes:
+        box = locator.find(frame)
+        if box is None or not label:
+            continue
+        reading, _ = locator.read_box(recognizer, frame, box)
+        assert reading.box == box
+        views = [frame[y : y + h, x : x + w] for x, y, w, h in locator.view_boxes(box, frame.shape)]
+        each, _ = recognizer.read(views)
+        assert reading.value == vote(each).value
+        voted_right += reading.value == label
+        single_right += single.read_box(recognizer, frame, box)[0].value == label
+    assert voted_right >= single_right - 1, (voted_right, single_right)
 
 
 @needs_model

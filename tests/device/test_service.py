@@ -478,10 +478,16 @@ class FixedLocator:
     def __init__(self, *boxes):
         self.boxes = list(boxes)
         self.rois = []
+        self.viewed = []
 
     def find(self, frame, roi=None):
         self.rois.append(roi)
         return self.boxes[min(len(self.rois), len(self.boxes)) - 1]
+
+    def view_boxes(self, box, frame_shape):
+        """The box and a copy of it: two views that agree, so the reading is the box's own."""
+        self.viewed.append(box)
+        return [box, box]
 
 
 def test_locate_uses_the_locators_box_and_none_means_no_number(model, frames_folder):
@@ -489,6 +495,7 @@ def test_locate_uses_the_locators_box_and_none_means_no_number(model, frames_fol
     service = Service(FolderSource(frames_folder), Recognizer(model), [found], locator=FixedLocator(ROI))
     service.run(max_frames=3)
     assert found.last.box == ROI
+    assert service.locator.viewed == [ROI] * 3  # a located box is read through the locator's views
     service.locator = FixedLocator(None)
     service.process(service.last_frame)
     assert found.last.box == ROI  # one miss: the tracked box is held (a hand in front of the meter)
