@@ -62,6 +62,17 @@ def _device(module: str, function: str = "main"):
     return run
 
 
+def confidence_arg(text: str) -> float:
+    """A probability for argparse: a number in [0, 1], else a one-line usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value}")
+    return value
+
+
 def cmd_read(args) -> int:
     from device.oneshot import read_images
     from device.recognize import Recognizer
@@ -74,7 +85,8 @@ def cmd_read(args) -> int:
         locator = default_locator(args.locator)
     failed = 0
     for result in read_images(
-        recognizer, args.images, use_locator=not args.no_locate, locator=locator, annotate_dir=args.annotate
+        recognizer, args.images, use_locator=not args.no_locate, locator=locator, annotate_dir=args.annotate,
+        min_confidence=args.min_confidence,
     ):
         failed += "error" in result
         if args.json:
@@ -107,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-locate", action="store_true", help="treat each whole image as the number crop")
     p.add_argument("--json", action="store_true", help="one JSON object per image, in input order")
     p.add_argument("--annotate", type=Path, default=None, metavar="DIR", help="write each image with box and number drawn")
+    p.add_argument("--min-confidence", type=confidence_arg, default=0.0, metavar="P",
+                   help="report no number (null) when the reading is less sure than P, 0..1 (default 0: always report)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runtime", default="auto", choices=["auto", "litert", "tflite-runtime"])
     p.set_defaults(func=cmd_read)

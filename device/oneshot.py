@@ -14,8 +14,13 @@ from device.errors import DigitcamError
 from device.images import load_image
 
 
-def read_image(recognizer, path: str, use_locator: bool = True, locator=None, annotate_dir: Path | None = None) -> dict:
-    """One image path -> result dict; a bad image yields an ``error`` entry instead of raising."""
+def read_image(recognizer, path: str, use_locator: bool = True, locator=None, annotate_dir: Path | None = None,
+               min_confidence: float = 0.0) -> dict:
+    """One image path -> result dict; a bad image yields an ``error`` entry instead of raising.
+
+    A reading less sure than ``min_confidence`` reports no number (``value`` null, no digits, its
+    confidence kept), as a daemon sensor with that ``min_confidence`` would.
+    """
     try:
         frame = load_image(path)
     except DigitcamError as exc:
@@ -31,6 +36,8 @@ def read_image(recognizer, path: str, use_locator: bool = True, locator=None, an
             (reading,), ms = recognizer.read([locate.crop(frame, box)])
             reading.box = tuple(int(v) for v in box)
         result = {"image": path, **reading.as_dict(), "ms": round(ms, 3)}
+        if reading.confidence < min_confidence:
+            result.update(value=None, digits=[])
     if annotate_dir is not None:
         from device.overlay import annotate_to_file
 

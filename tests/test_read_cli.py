@@ -49,6 +49,25 @@ def test_read_json_reads_rendered_numbers(tiny_model, rendered_images):
     assert correct / len(labels) >= 0.9, [(r["value"], label) for r, label in zip(results, labels)]
 
 
+def test_min_confidence_turns_only_the_unsure_readings_into_null(tiny_model, rendered_images):
+    paths = rendered_images[0][:12]
+    plain = [json.loads(line) for line in digitcam("read", "--json", "--no-locate", "--model", tiny_model, *paths).stdout.splitlines()]
+    levels = sorted({r["confidence"] for r in plain})
+    assert len(levels) >= 2, levels
+    mid = len(levels) // 2
+    cut = (levels[mid - 1] + levels[mid]) / 2  # between two reported values: rounding cannot blur the side
+    proc = digitcam("read", "--json", "--no-locate", "--min-confidence", cut, "--model", tiny_model, *paths)
+    assert proc.returncode == 0, proc.stderr
+    for before, after in zip(plain, (json.loads(line) for line in proc.stdout.splitlines())):
+        assert after["confidence"] == before["confidence"] and after["box"] == before["box"]
+        if before["confidence"] < cut:
+            assert after["value"] is None and after["digits"] == []
+        else:
+            assert after["value"] == before["value"] and after["digits"] == before["digits"]
+    bad = digitcam("read", "--min-confidence", "1.5", "--model", tiny_model, paths[0])
+    assert bad.returncode == 2 and "between 0 and 1" in bad.stderr
+
+
 def test_unreadable_image_is_reported_and_the_others_still_read(tiny_model, rendered_images, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
