@@ -71,6 +71,30 @@ def test_log_size_scenes_hold_more_small_numbers():
     assert log_size > 2 * uniform and log_size > 0.2
 
 
+def test_plain_negatives_are_flat_or_smooth_ramps_without_a_number():
+    """``plain_rate`` empties: one colour or a linear ramp (the frames an early 256x192 locator fired on)."""
+    import itertools
+
+    from trainer.scenes import plain_background
+    from trainer.sources import iter_scenes
+
+    rng = np.random.default_rng(3)
+    ys, xs = np.mgrid[0:48, 0:64]
+    design = np.stack([np.ones(xs.size), xs.ravel(), ys.ravel()], axis=1)
+    kinds = set()
+    for _ in range(20):
+        frame = plain_background(rng, 48, 64)
+        assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8
+        for channel in range(3):
+            plane = frame[:, :, channel].astype(float).ravel()
+            fit, *_ = np.linalg.lstsq(design, plane, rcond=None)
+            assert np.abs(plane - design @ fit).max() < 3.0  # a plane up to rounding and clipping: no marks
+        kinds.add("flat" if np.ptp(frame.reshape(-1, 3), axis=0).max() == 0 else "ramp")
+    assert kinds == {"flat", "ramp"}
+    scenes = list(itertools.islice(iter_scenes("train", 5, size=(60, 80), empty_rate=1.0, plain_rate=1.0), 10))
+    assert all(label == "" and box is None for _, label, box in scenes)
+
+
 def test_held_out_scenes_draw_held_out_font_families(monkeypatch):
     """The val/test scenes render their numbers in the font families that training never sees."""
     import trainer.scenes
