@@ -623,6 +623,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", type=Path, default=None, help="recognizer (default: the bundled one)")
     p.add_argument("-n", type=int, default=600)
     p.add_argument("--max-views", type=int, default=3)
+    p.add_argument("--strips", type=float, default=0.0, help="share of real meter strips among the numbers")
     p.add_argument("--write", action="store_true", help="record the chosen views in the locator's manifest")
     for name in ("eval", "sheet"):
         p = sub.add_parser(name)
@@ -658,7 +659,7 @@ def main(argv=None) -> int:
 
     recognizer = Recognizer(args.model or default_model())
     if args.command == "views":
-        scenes = held_out_scenes("val", args.n, VAL_SEED)
+        scenes = held_out_scenes("val", args.n, VAL_SEED, args.strips)
         report = choose_views(Locator(args.locator, views=[(1.0, 1.0, 0.0)]), recognizer, scenes, args.max_views)
         print(json.dumps(report, indent=2))
         if args.write:
