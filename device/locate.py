@@ -317,7 +317,7 @@ class Locator:
 
     def read_box(self, recognizer, frame: np.ndarray, box: Box):
         """Read the number in a box this locator found, through its views: (voted Reading, ms)."""
-        (reading,), ms = recognizer.read_views([[crop(frame, view) for view in self.view_boxes(box, frame.shape)]])
+        (reading,), _, ms = recognizer.read_views([[crop(frame, view) for view in self.view_boxes(box, frame.shape)]])
         reading.box = tuple(int(v) for v in box)
         return reading, ms
 

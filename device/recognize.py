@@ -41,14 +41,14 @@ def dequantize(value: np.ndarray, details: dict) -> np.ndarray:
     return (value.astype(np.float32) - zero) * scale
 
 
-def vote(readings: list[Reading]) -> Reading:
-    """Readings of one number through several crops -> one: the value whose readings sum to the most
-    confidence, reported by its most confident reading (so ``min_confidence`` means what it did)."""
+def vote(readings: list[Reading]) -> int:
+    """Readings of one number through several crops -> the index of the one to report: the most confident
+    reading of the value whose readings sum to the most confidence (so ``min_confidence`` keeps its meaning)."""
     totals: dict = {}
     for reading in readings:
         totals[reading.value] = totals.get(reading.value, 0.0) + float(reading.confidence)
     winner = max(totals, key=totals.get)
-    return max((r for r in readings if r.value == winner), key=lambda r: r.confidence)
+    return max((i for i, r in enumerate(readings) if r.value == winner), key=lambda i: readings[i].confidence)
 
 
 class Recognizer:
@@ -102,15 +102,18 @@ class Recognizer:
         readings = self.infer(batch)
         return readings, (time.perf_counter() - start) * 1000.0
 
-    def read_views(self, groups: list[list[np.ndarray]]) -> tuple[list[Reading], float]:
-        """Groups of crops, each a few views of one number -> one voted Reading per group (one invoke)."""
+    def read_views(self, groups: list[list[np.ndarray]]) -> tuple[list[Reading], list[int], float]:
+        """Groups of crops, each a few views of one number, in one invoke -> (one voted Reading per group,
+        the index of the view in its group that the Reading came from, ms)."""
         flat = [view for group in groups for view in group]
         readings, ms = self.read(flat)
-        out, at = [], 0
+        out, picks, at = [], [], 0
         for group in groups:
-            out.append(vote(readings[at : at + len(group)]))
+            pick = vote(readings[at : at + len(group)])
+            out.append(readings[at + pick])
+            picks.append(pick)
             at += len(group)
-        return out, ms
+        return out, picks, ms
 
     def describe(self) -> dict:
         """What the model is, for state messages and logs."""

@@ -53,6 +53,7 @@ class Sensor:
     last: Reading | None = None
     tracker: locate.BoxTracker = field(default_factory=locate.BoxTracker)
     searched_at: int | None = None  # frame number of the last locator search
+    view: int | None = None  # the locator view that won the last search's vote, read until the next search
 
     @property
     def name(self) -> str:
@@ -213,13 +214,17 @@ class Service:
     def _read_sensors(self, frame: np.ndarray) -> list[Reading]:
         """A Reading per sensor; all crops go through the recognizer in one call.
 
-        A located box is read through the locator's views (a few slightly different crops that vote);
-        a fixed ROI is read as it is.
+        A located box is read through the locator's views (a few slightly different crops that vote)
+        when the locator searches; between searches only the view that won is read, so the vote costs one
+        crop's read per search, not per frame. A fixed ROI is read as it is.
         """
         boxes = [self._box(sensor, frame) for sensor in self.sensors]
-        groups = [[locate.crop(frame, view) for view in self._views(sensor, box, frame.shape)]
-                  for sensor, box in zip(self.sensors, boxes) if box is not None]
-        found, ms = self.recognizer.read_views(groups)
+        viewed = [(sensor, self._views(sensor, box, frame.shape)) for sensor, box in zip(self.sensors, boxes)
+                  if box is not None]
+        found, picks, ms = self.recognizer.read_views([[locate.crop(frame, v) for v in views] for _, views in viewed])
+        for (sensor, views), pick in zip(viewed, picks):
+            if len(views) > 1:
+                sensor.view = pick
         self.stats.frame(ms)
         readings = iter(found)
         out = []
@@ -233,9 +238,13 @@ class Service:
         return out
 
     def _views(self, sensor: Sensor, box, frame_shape) -> list:
-        if sensor.config.locate and self.locator is not None:
-            return self.locator.view_boxes(box, frame_shape)
-        return [box]
+        """The crops to read for a sensor's box: all the locator's views on a search frame, else the winner."""
+        if not (sensor.config.locate and self.locator is not None):
+            return [box]
+        views = self.locator.view_boxes(box, frame_shape)
+        if sensor.searched_at == self.frame_no or sensor.view is None or sensor.view >= len(views):
+            return views
+        return [views[sensor.view]]
 
     def _box(self, sensor: Sensor, frame: np.ndarray):
         """Where to read: the locator's box (searched inside the roi, if set), else the fixed roi."""

@@ -445,7 +445,7 @@ def voted_accuracy(scenes, readings, chosen: list[int]) -> float:
             continue
         total += 1
         if read is not None:
-            hits += (vote([Reading(*read[i]) for i in chosen]).value or "") == label
+            hits += (read[chosen[vote([Reading(*read[i]) for i in chosen])]][0] or "") == label
     return hits / max(1, total)
 
 

@@ -505,6 +505,29 @@ def test_locate_uses_the_locators_box_and_none_means_no_number(model, frames_fol
     assert service.locator.rois == [None] * 6
 
 
+class CountingRecognizer(Recognizer):
+    """The real recognizer, counting the crops of each call."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+    def read(self, crops):
+        self.calls.append(len(crops))
+        return super().read(crops)
+
+
+def test_all_views_are_read_on_search_frames_and_only_the_winner_between(model, frames_folder):
+    sensor = build_sensors([SensorConfig(name="n", locate=True, locate_every=3, **STABLE)])[0]
+    recognizer = CountingRecognizer(model)
+    service = Service(FolderSource(frames_folder), recognizer, [sensor], locator=FixedLocator(ROI))
+    service.run(max_frames=1)
+    for _ in range(5):
+        service.process(service.last_frame)
+    assert recognizer.calls == [2, 1, 1, 2, 1, 1]  # frames 1 and 4 search: both views vote
+    assert sensor.view in (0, 1) and sensor.last.box == ROI
+
+
 def test_locator_runs_every_nth_frame_and_the_tracked_box_does_not_jump(model, frames_folder):
     tracked = build_sensors([SensorConfig(name="n", locate=True, locate_every=3, **STABLE)])[0]
     elsewhere = (0, 0, 100, 30)  # one frame's stray box on a sign: not followed
