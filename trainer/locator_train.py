@@ -468,13 +468,14 @@ def choose_views(locator, recognizer, scenes, max_views: int = 3, candidates=CAN
     return {"crops": steps[-1]["views"], "steps": steps, "scenes": len(scenes), "with_number": n}
 
 
-def record_views(locator_path: Path, views: list) -> None:
-    """Write the chosen views into the locator's manifest (``crops``); the model file is untouched."""
+def record_in_manifest(locator_path: Path, key: str, value) -> None:
+    """Set one field of the locator's manifest (the chosen ``crops``, measured ``metrics``); the model
+    file, and so its sha256, is untouched."""
     from device.manifest import manifest_path
 
     path = manifest_path(locator_path)
     data = json.loads(path.read_text())
-    data["crops"] = views
+    data[key] = value
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
@@ -663,7 +664,7 @@ def main(argv=None) -> int:
         report = choose_views(Locator(args.locator, views=[(1.0, 1.0, 0.0)]), recognizer, scenes, args.max_views)
         print(json.dumps(report, indent=2))
         if args.write:
-            record_views(args.locator, report["crops"])
+            record_in_manifest(args.locator, "crops", report["crops"])
         return 0
     locator = Locator(args.locator)
     scenes = held_out_scenes(args.split, args.n, TEST_SEED if args.split == "test" else VAL_SEED, args.strips)
