@@ -471,12 +471,11 @@ def choose_views(locator, recognizer, scenes, max_views: int = 3, candidates=CAN
 def record_in_manifest(locator_path: Path, key: str, value) -> None:
     """Set one field of the locator's manifest (the chosen ``crops``, measured ``metrics``); the model
     file, and so its sha256, is untouched."""
-    from device.manifest import manifest_path
+    from device.manifest import manifest_path, write_manifest
 
-    path = manifest_path(locator_path)
-    data = json.loads(path.read_text())
-    data[key] = value
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    data = json.loads(manifest_path(locator_path).read_text())
+    kept = {k: v for k, v in data.items() if k not in ("schema", "file", "sha256")}  # write_manifest sets these
+    write_manifest(locator_path, kept | {key: value})
 
 
 # ---- export ------------------------------------------------------------------------------------------------
@@ -659,14 +658,13 @@ def main(argv=None) -> int:
     from device.recognize import Recognizer
 
     recognizer = Recognizer(args.model or default_model())
-    if args.command == "views":
-        scenes = held_out_scenes("val", args.n, VAL_SEED, args.strips)
-        report = choose_views(Locator(args.locator, views=[(1.0, 1.0, 0.0)]), recognizer, scenes, args.max_views)
+    locator = Locator(args.locator)
+    if args.command == "views":  # finds boxes only; the candidate views are read, not the manifest's
+        report = choose_views(locator, recognizer, held_out_scenes("val", args.n, VAL_SEED, args.strips), args.max_views)
         print(json.dumps(report, indent=2))
         if args.write:
             record_in_manifest(args.locator, "crops", report["crops"])
         return 0
-    locator = Locator(args.locator)
     scenes = held_out_scenes(args.split, args.n, TEST_SEED if args.split == "test" else VAL_SEED, args.strips)
     if args.command == "sheet":
         print(contact_sheet(locator, recognizer, scenes, args.output))
