@@ -93,6 +93,15 @@ class SensorConfig:
     unit: str = ""
     device_class: str = ""
     state_class: str = ""
+    # meter: see device/meter.py and docs/CONFIG.md
+    digits: int = 0  # wheels on the meter; 0: the length of the first accepted value
+    decimals: int = 0  # 004711 with 3 decimals is 4.711
+    max_step: int = 1  # counts of the lowest wheel accepted at once; larger rises wait confirm_s
+    confirm_s: float = 10.0  # a carry-violating rise, a jump or a first value stable this long is accepted
+    rate_window_s: float = 600.0
+    raw_interval_s: float = 60.0  # the diagnostic raw entity; 0: none
+    stale_after_s: float = 300.0  # no confident read this long: the problem sensor turns on
+    expire_after_s: float = 3600.0  # Home Assistant's expire_after on the value; 0: never expires
 
 
 @dataclass(frozen=True)
@@ -194,6 +203,65 @@ class _Checker:
         return value
 
 
+# Home Assistant's sensor device classes, and the units it accepts for those a meter can be
+# (homeassistant/components/sensor/const.py DEVICE_CLASS_UNITS); HA rejects other units for them.
+HA_DEVICE_CLASSES = (
+    "apparent_power", "aqi", "area", "atmospheric_pressure", "battery", "blood_glucose_concentration",
+    "carbon_dioxide", "carbon_monoxide", "conductivity", "current", "data_rate", "data_size", "date", "distance",
+    "duration", "energy", "energy_distance", "energy_storage", "enum", "frequency", "gas", "humidity",
+    "illuminance", "irradiance", "moisture", "monetary", "nitrogen_dioxide", "nitrogen_monoxide", "nitrous_oxide",
+    "ozone", "ph", "pm1", "pm10", "pm25", "power", "power_factor", "precipitation", "precipitation_intensity",
+    "pressure", "reactive_energy", "reactive_power", "signal_strength", "sound_pressure", "speed",
+    "sulphur_dioxide", "temperature", "timestamp", "volatile_organic_compounds",
+    "volatile_organic_compounds_parts", "voltage", "volume", "volume_flow_rate", "volume_storage", "water",
+    "weight", "wind_direction", "wind_speed",
+)
+METER_UNITS = {
+    "water": ("L", "gal", "m³", "ft³", "CCF"),
+    "gas": ("m³", "ft³", "CCF"),
+    "energy": ("Wh", "kWh", "MWh", "GWh", "TWh", "J", "kJ", "MJ", "GJ"),
+    "volume": ("L", "mL", "gal", "fl. oz.", "m³", "ft³", "CCF"),
+}
+STATE_CLASSES = ("measurement", "total", "total_increasing")
+METER_STATE_CLASSES = ("total", "total_increasing")
+
+
+def _check_home_assistant(check: _Checker, s: SensorConfig, i: int) -> None:
+    """Refuse a unit / device_class / state_class combination Home Assistant would reject or misuse."""
+    if s.device_class and s.device_class not in HA_DEVICE_CLASSES:
+        close = difflib.get_close_matches(s.device_class, HA_DEVICE_CLASSES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        check.fail(f"{s.device_class!r} is not a Home Assistant sensor device class{hint}", "sensor", "device_class", i)
+    if s.state_class and s.state_class not in STATE_CLASSES:
+        check.fail(f"{s.state_class!r} is not one of {', '.join(STATE_CLASSES)}", "sensor", "state_class", i)
+    if s.mode == "meter" and s.state_class and s.state_class not in METER_STATE_CLASSES:
+        check.fail(f"a meter is {' or '.join(METER_STATE_CLASSES)}, not {s.state_class!r}", "sensor", "state_class", i)
+    units = METER_UNITS.get(s.device_class)
+    if units is not None:
+        if s.mode != "meter" and s.state_class == "measurement":
+            check.fail(f"device_class {s.device_class} is total or total_increasing, not measurement", "sensor",
+                       "state_class", i)
+        if s.unit not in units:
+            check.fail(f"{s.unit!r} is not a unit of device_class {s.device_class}: use one of {', '.join(units)}",
+                       "sensor", "unit", i)
+
+
+def _check_meter(check: _Checker, s: SensorConfig, i: int) -> None:
+    """The meter keys: wheel count, decimals, steps and times."""
+    if not 0 <= s.digits <= 8:
+        check.fail(f"must be 0 (the length the meter shows) to 8, not {s.digits}", "sensor", "digits", i)
+    if not 0 <= s.decimals <= 7 or (s.digits and s.decimals >= s.digits):
+        check.fail(f"must be 0..{(s.digits or 8) - 1} (fewer than digits), not {s.decimals}", "sensor", "decimals", i)
+    if s.max_step < 1:
+        check.fail(f"must be >= 1, not {s.max_step}", "sensor", "max_step", i)
+    for key in ("confirm_s", "raw_interval_s", "expire_after_s"):
+        if getattr(s, key) < 0:
+            check.fail(f"must be >= 0, not {getattr(s, key)}", "sensor", key, i)
+    for key in ("rate_window_s", "stale_after_s"):
+        if getattr(s, key) <= 0:
+            check.fail(f"must be > 0, not {getattr(s, key)}", "sensor", key, i)
+
+
 def _check_ranges(check: _Checker, cfg: Config) -> None:
     d, c, m = cfg.device, cfg.camera, cfg.mqtt
     if not NAME_PATTERN.match(d.name):
@@ -248,6 +316,8 @@ def _check_ranges(check: _Checker, cfg: Config) -> None:
                        "stable_reads", i)
         if s.max_rate_per_hour < 0 or s.accept_after_s < 0:
             check.fail("must be >= 0", "sensor", "max_rate_per_hour" if s.max_rate_per_hour < 0 else "accept_after_s", i)
+        _check_meter(check, s, i)
+        _check_home_assistant(check, s, i)
 
 
 def _resolve(base: Path, value: str) -> str:

@@ -7,29 +7,22 @@ above a confidence threshold. Only a change of the stable value is published.
 An implausible value is held back, but never forever: when it stays stable for ``accept_after_s`` it is
 accepted with flags saying why it was doubtful (a replaced meter, a rollover, a wrong rate setting),
 so the published value cannot get stuck on an old reading.
+
+That whole-string meter check is kept for comparison (``bench/meter_replay.py``); a sensor with
+``mode = "meter"`` gets the digit-wise ``device.meter.Meter`` from ``Smoother.from_config``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass
 
 from device.contract import Reading
+from device.meter import ACCEPTED_AFTER_HOLD, DECREASED, RATE_EXCEEDED, Decision, Meter, MeterStore
 
 log = logging.getLogger(__name__)
 
-DECREASED = "decreased"
-RATE_EXCEEDED = "rate_exceeded"
-ACCEPTED_AFTER_HOLD = "accepted_after_hold"
-
-
-@dataclass(frozen=True)
-class Decision:
-    """A new stable value to publish, with the flags that explain any doubt about it."""
-
-    reading: Reading
-    flags: tuple = ()
+__all__ = ["ACCEPTED_AFTER_HOLD", "DECREASED", "RATE_EXCEEDED", "Decision", "Smoother"]
 
 
 class Smoother:
@@ -54,7 +47,10 @@ class Smoother:
         self._held_flags: tuple = ()
 
     @classmethod
-    def from_config(cls, sensor) -> "Smoother":
+    def from_config(cls, sensor, store: MeterStore | None = None) -> "Smoother | Meter":
+        """The smoother a configured sensor needs: a digit-wise Meter (with its stored value) for meters."""
+        if sensor.mode == "meter":
+            return Meter.from_config(sensor, store)
         return cls(stable_reads=sensor.stable_reads, window=sensor.window, min_confidence=sensor.min_confidence,
                    mode=sensor.mode, max_rate_per_hour=sensor.max_rate_per_hour,
                    accept_after_s=sensor.accept_after_s)

@@ -1,0 +1,370 @@
+"""Meter readings a household can trust: digit-wise fusion with carry logic, wrap, set value, rate.
+
+A counting meter is a row of wheels, and it moves in one way only: the lowest wheel turns, and a higher
+wheel advances only together with a roll-over of all the wheels below it (…x9 -> …(x+1)0). A misread
+wheel (1->7, 3->8, 6->8) breaks that rule, so it is caught here instead of being published:
+
+* **Fusion per wheel.** Each wheel keeps its own window of confident reads; a wheel is stable when
+  ``stable_reads`` of its last ``window`` reads agree. A wheel without a stable digit (mid-roll: low
+  per-digit confidence) takes its value from the wheels below it and the last accepted value: the
+  accepted digit, plus one when the wheels below have rolled over since. It is never guessed.
+* **Steps.** A candidate that differs from the accepted value by at most ``max_step`` counts of the
+  lowest wheel, with every higher wheel change carried by a roll-over, is accepted at once. A larger rise
+  (a higher wheel advanced alone: ``carry``; the lowest wheel skipped: ``jump``) is a misread until it
+  has stayed the candidate for ``confirm_s`` (a restart, a camera outage, a burst the camera could not
+  follow), then accepted flagged. A decrease or a too fast rise waits ``accept_after_s`` as before.
+* **Wrap.** With the wheel count known (``digits``, else the accepted value's length), …9999 -> …0000
+  is a normal step, flagged ``wrapped``.
+* **State.** The accepted value of every sensor is kept in a small JSON file in the state directory,
+  so the first reading after a restart is checked against it; ``set_value`` sets it exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from device.contract import DigitReading, Reading
+from device.errors import DigitcamError
+
+log = logging.getLogger(__name__)
+
+DECREASED = "decreased"
+RATE_EXCEEDED = "rate_exceeded"
+ACCEPTED_AFTER_HOLD = "accepted_after_hold"
+CARRY = "carry"  # a higher wheel advanced without a roll-over of the wheels below it
+JUMP = "jump"  # the lowest wheels advanced by more than max_step at once
+FIRST = "first"  # no accepted value to check against (a new install)
+WRAPPED = "wrapped"
+SET_VALUE = "set_value"
+REFRESH = "refresh"  # the accepted value again, still confirmed by the camera (keeps expire_after happy)
+
+# Holds that end after confirm_s (evidence of a real jump) versus accept_after_s (doubt about the meter).
+_CONFIRMABLE = (CARRY, JUMP, FIRST)
+
+
+class SetValueError(DigitcamError):
+    """A set_value that cannot be applied; the message says why (answered on cmd/result)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A value to publish, with the flags that explain any doubt about it and extra state fields."""
+
+    reading: Reading
+    flags: tuple = ()
+    extra: dict = field(default_factory=dict)  # meter: numeric reading and rates, merged into the state JSON
+
+
+class MeterStore:
+    """The last accepted value of each meter sensor, in one JSON file written atomically.
+
+    A file that cannot be read is logged and treated as empty (the meters then confirm their first
+    value again); one that cannot be written is logged once and the values are kept in memory.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._data: dict = {}
+        self._warned = False
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            self._data = data if isinstance(data, dict) else {}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as exc:
+            log.warning("meter state %s is unreadable (%s); meters confirm their first value again", self.path, exc)
+
+    def get(self, name: str) -> dict | None:
+        entry = self._data.get(name)
+        if isinstance(entry, dict) and isinstance(entry.get("value"), str) and entry["value"].isdigit():
+            return entry
+        return None
+
+    def put(self, name: str, value: str, at: float, source: str) -> None:
+        self._data[name] = {"value": value, "at": round(at, 3), "source": source}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self._data, f, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if not self._warned:
+                log.warning("cannot write meter state %s (%s); keeping it in memory", self.path, exc)
+                self._warned = True
+
+
+class _Wheel:
+    """One wheel's recent confident digits (None where a read was missing or unsure)."""
+
+    def __init__(self, window: int):
+        self.reads: deque = deque(maxlen=window)
+
+    def stable(self, stable_reads: int) -> tuple[str, float] | None:
+        """(digit, mean confidence) read at least ``stable_reads`` times in the window; the latest wins a tie."""
+        counts: dict = {}
+        for item in self.reads:
+            if item is not None:
+                n, total = counts.get(item[0], (0, 0.0))
+                counts[item[0]] = (n + 1, total + item[1])
+        best = None
+        for item in reversed(self.reads):
+            if item is None:
+                continue
+            n, total = counts[item[0]]
+            if n >= stable_reads and (best is None or n > best[1]):
+                best = (item[0], n, total / n)
+        return None if best is None else (best[0], best[2])
+
+
+class Meter:
+    """The ``meter`` mode smoother of one sensor: feed it every reading with its time in seconds."""
+
+    def __init__(self, stable_reads: int = 3, window: int = 5, min_confidence: float = 0.5, digits: int = 0,
+                 decimals: int = 0, max_rate_per_hour: float = 0.0, accept_after_s: float = 600.0,
+                 max_step: int = 1, confirm_s: float = 10.0, rate_window_s: float = 600.0,
+                 stale_after_s: float = 300.0, refresh_s: float = 0.0, name: str = "meter",
+                 store: MeterStore | None = None):
+        if not 1 <= stable_reads <= window:
+            raise ValueError(f"want 1 <= stable_reads <= window, not {stable_reads} of {window}")
+        self.stable_reads, self.window, self.min_confidence = stable_reads, window, min_confidence
+        self.digits, self.decimals = digits, decimals
+        self.max_rate_per_hour, self.accept_after_s = max_rate_per_hour, accept_after_s
+        self.max_step, self.confirm_s = max_step, confirm_s
+        self.rate_window_s, self.stale_after_s, self.refresh_s = rate_window_s, stale_after_s, refresh_s
+        self.name, self.store = name, store
+        self.value: str | None = None  # the last accepted value (digit string)
+        self._accepted_at = 0.0
+        self._published_at = 0.0
+        self._confident_at: float | None = None  # the last frame whose fused candidate was complete
+        self._wheels: list[_Wheel] = []
+        self._held: str | None = None
+        self._held_since = 0.0
+        self._confirm_since = 0.0
+        self._held_flags: tuple = ()
+        self._history: deque = deque()  # (time, cumulative count) of accepted values, for the rate
+        self._count = 0
+        if store is not None:
+            entry = store.get(name)
+            if entry is not None and (not digits or len(entry["value"]) == digits):
+                self.value, self._accepted_at = entry["value"], float(entry.get("at", 0.0))
+                log.info("%s: last accepted value %s (from %s)", name, self.value, store.path)
+            elif entry is not None:
+                log.warning("%s: stored value %s has not %d digits; confirming a first value again", name,
+                            entry["value"], digits)
+
+    @classmethod
+    def from_config(cls, sensor, store: MeterStore | None = None) -> "Meter":
+        return cls(stable_reads=sensor.stable_reads, window=sensor.window, min_confidence=sensor.min_confidence,
+                   digits=sensor.digits, decimals=sensor.decimals, max_rate_per_hour=sensor.max_rate_per_hour,
+                   accept_after_s=sensor.accept_after_s, max_step=sensor.max_step, confirm_s=sensor.confirm_s,
+                   rate_window_s=sensor.rate_window_s, stale_after_s=sensor.stale_after_s,
+                   refresh_s=sensor.expire_after_s / 3.0, name=sensor.name, store=store)
+
+    # ---- what the service asks -------------------------------------------------------------------
+
+    @property
+    def held(self) -> str | None:
+        """The doubtful value waiting for confirmation, if any."""
+        return self._held
+
+    def problem(self, now: float) -> str | None:
+        """Why the value cannot be trusted right now (a held value, no confident read lately), or None."""
+        if self._held is not None:
+            return f"held {self._held}: {', '.join(self._held_flags)}"
+        if self._confident_at is None or now - self._confident_at > self.stale_after_s:
+            return f"no confident read for {self.stale_after_s:g} s"
+        return None
+
+    def numeric(self, value: str) -> float:
+        """The digit string as the meter means it: ``004711`` with 3 decimals is 4.711."""
+        return int(value) / 10 ** self.decimals
+
+    def rate_per_hour(self, now: float) -> float | None:
+        """The rise of accepted values over the last ``rate_window_s`` (or since the first), per hour."""
+        if not self._history:
+            return None
+        start = now - self.rate_window_s
+        while len(self._history) > 1 and self._history[1][0] <= start:
+            self._history.popleft()  # the first entry is the last accepted value at or before the window
+        t0, c0 = self._history[0]
+        span = now - max(t0, start)
+        if span <= 0:
+            return None
+        return (self._count - c0) / 10 ** self.decimals / (span / 3600.0)
+
+    def extra(self, now: float) -> dict:
+        """Fields of the state JSON beyond the Reading: the numeric reading and the rates."""
+        rate = self.rate_per_hour(now)
+        return {
+            "reading": None if self.value is None else round(self.numeric(self.value), self.decimals),
+            "rate_per_hour": None if rate is None else float(f"{rate:.6g}"),
+            "rate_per_minute": None if rate is None else float(f"{rate / 60.0:.6g}"),
+        }
+
+    # ---- readings in ---------------------------------------------------------------------------------
+
+    def update(self, reading: Reading, now: float) -> Decision | None:
+        """Record one reading; return a Decision when the published value should change (or be refreshed)."""
+        candidate = self._fuse(reading)
+        if candidate is None:
+            return None
+        value, digits, seen = candidate
+        if self._contradicts_hold(reading):
+            self._confirm_since = now  # the accepted digits are still seen: the held value is not confirmed yet
+        if seen * 2 >= len(digits):  # most wheels read, not only inferred: the camera confirms this value
+            self._confident_at = now
+        if value == self.value:
+            self._held = None  # the accepted value is back: the doubtful one was a glitch
+            if self.refresh_s > 0 and now - self._published_at >= self.refresh_s and self._confident_at == now:
+                return self._decision(self._reading(value, digits, reading), (REFRESH,), now)
+            return None
+        doubts, wrapped = self._judge(value, now)
+        if doubts:
+            return self._hold(self._reading(value, digits, reading), doubts, now)
+        return self._accept(self._reading(value, digits, reading), now, (WRAPPED,) if wrapped else ())
+
+    def set_value(self, value, now: float) -> Decision:
+        """Set the accepted value exactly (a new meter, a correction): clears any hold, persists, publishes."""
+        if not isinstance(value, str) or not value.isdigit() or not 1 <= len(value) <= 8:
+            raise SetValueError(f"value must be a string of 1-8 digits like \"004711\", not {str(value)[:32]!r}")
+        if self.digits and len(value) != self.digits:
+            raise SetValueError(f"value {value!r} has {len(value)} digits, sensor {self.name} has {self.digits}")
+        log.warning("%s: value set to %s (was %s)", self.name, value, self.value)
+        self._wheels = []  # reads of the old meter say nothing about the new one
+        self._history.clear()
+        reading = Reading(value=value, confidence=1.0, digits=[DigitReading(d, 1.0) for d in value])
+        return self._accept(reading, now, (SET_VALUE,), source="set_value")
+
+    # ---- fusion ----------------------------------------------------------------------------------
+
+    def _width(self, reading: Reading) -> int | None:
+        if self.digits:
+            return self.digits
+        if self.value is not None:
+            return len(self.value)
+        return len(reading.digits) if reading.value else (len(self._wheels) or None)
+
+    def _fuse(self, reading: Reading) -> tuple[str, list, int] | None:
+        """(value, [(digit, confidence or None)], wheels read) of this frame's candidate from the wheels'
+        windows, or None while one cannot be formed."""
+        width = self._width(reading)
+        if width is None:
+            return None
+        if len(self._wheels) != width:
+            self._wheels = [_Wheel(self.window) for _ in range(width)]
+        usable = reading.value is not None and len(reading.digits) == width and len(reading.value) == width
+        for i, wheel in enumerate(self._wheels):
+            d = reading.digits[i] if usable else None
+            wheel.reads.append((d.digit, float(d.confidence)) if d is not None and d.confidence >= self.min_confidence
+                               else None)
+        accepted = self.value if self.value is not None and len(self.value) == width else None
+        out: list = [None] * width
+        seen = 0
+        for i in range(width - 1, -1, -1):  # lowest wheel first: an unsure wheel needs the ones below it
+            stable = self._wheels[i].stable(self.stable_reads)
+            if stable is None:
+                if accepted is None:
+                    return None
+                below = "".join(d for d, _ in out[i + 1:])
+                carry = below < accepted[i + 1:]  # the wheels below rolled over since the accepted value
+                stable = (str((int(accepted[i]) + carry) % 10), None)
+            else:
+                seen += 1
+            out[i] = stable
+        return "".join(d for d, _ in out), out, seen
+
+    def _reading(self, value: str, fused: list, reading: Reading) -> Reading:
+        """The published Reading: fused digits; a wheel inferred from the others keeps this frame's confidence."""
+        raw = reading.digits if len(reading.digits) == len(fused) else [None] * len(fused)
+        digits = [DigitReading(d, conf if conf is not None else (float(r.confidence) if r is not None else 0.0))
+                  for (d, conf), r in zip(fused, raw)]
+        confidence = min(d.confidence for d in digits) if digits else 0.0
+        return Reading(value=value, confidence=confidence, digits=digits, box=reading.box)
+
+    # ---- plausibility --------------------------------------------------------------------------------
+
+    def _judge(self, value: str, now: float) -> tuple[tuple, bool]:
+        """(doubts, wrapped) of a candidate after the accepted value; no doubts: accept it now."""
+        if self.value is None:
+            return (FIRST,), False
+        if len(value) != len(self.value):
+            return (JUMP,), False
+        modulus = 10 ** len(value)
+        new, old = int(value), int(self.value)
+        delta = (new - old) % modulus
+        if delta > modulus // 2:  # backwards (a wrap forwards is a small delta over the top)
+            return (DECREASED,), False
+        wrapped = new < old
+        changed = next(i for i, (a, b) in enumerate(zip(value, self.value)) if a != b)
+        place = len(value) - 1 - changed  # 0: only the lowest wheel changed
+        if self.max_rate_per_hour > 0:
+            hours = max(now - self._accepted_at, 1e-9) / 3600.0
+            if delta / 10 ** self.decimals / hours > self.max_rate_per_hour:
+                return (RATE_EXCEEDED,), wrapped
+        if place > 0 and delta >= 10 ** place:
+            return (CARRY,), wrapped
+        if delta > self.max_step:
+            return (JUMP,), wrapped
+        return (), wrapped
+
+    def _hold(self, reading: Reading, doubts: tuple, now: float) -> Decision | None:
+        value = reading.value
+        if self._held != value:
+            chained = self._held is not None and self._follows(self._held, value)
+            if not chained:
+                self._held_since = self._confirm_since = now
+                self._held_flags = doubts
+                log.info("%s: value %s held back after %s: %s", self.name, value, self.value, ", ".join(doubts))
+            self._held = value
+        confirmable = all(d in _CONFIRMABLE for d in self._held_flags)
+        if not (confirmable and now - self._confirm_since >= self.confirm_s
+                or now - self._held_since >= self.accept_after_s):
+            return None
+        log.warning("%s: value %s accepted after %.0f s despite %s (was %s)", self.name, value,
+                    now - self._held_since, ", ".join(self._held_flags), self.value)
+        return self._accept(reading, now, self._held_flags + (ACCEPTED_AFTER_HOLD,))
+
+    def _contradicts_hold(self, reading: Reading) -> bool:
+        """Whether this frame read every wheel that the held value changed as the accepted value has it.
+
+        A wheel misread in 3 of 5 frames is stable, but the true digit keeps showing between; a real jump
+        (after an outage or a restart) leaves the old digits behind for good.
+        """
+        if self._held is None or self.value is None or len(reading.digits) != len(self._held):
+            return False
+        changed = [i for i, (a, b) in enumerate(zip(self._held, self.value)) if a != b]
+        return bool(changed) and all(reading.digits[i].digit == self.value[i]
+                                     and reading.digits[i].confidence >= self.min_confidence for i in changed)
+
+    def _follows(self, before: str, after: str) -> bool:
+        """Whether ``after`` is a normal small step on from ``before`` (a held value that keeps counting)."""
+        if len(before) != len(after):
+            return False
+        delta = (int(after) - int(before)) % 10 ** len(after)
+        return 0 < delta <= self.max_step
+
+    def _accept(self, reading: Reading, now: float, flags: tuple, source: str = "reading") -> Decision:
+        old = self.value
+        self.value = reading.value
+        self._accepted_at = now
+        self._held = None
+        if old is None or len(old) != len(reading.value) or DECREASED in flags or SET_VALUE in flags:
+            self._history.clear()
+        else:
+            self._count += (int(reading.value) - int(old)) % 10 ** len(reading.value)
+        self._history.append((now, self._count))
+        if self.store is not None:
+            self.store.put(self.name, reading.value, now, source)
+        return self._decision(reading, flags, now)
+
+    def _decision(self, reading: Reading, flags: tuple, now: float) -> Decision:
+        self._published_at = now
+        return Decision(reading, flags, self.extra(now))
