@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--split", default="train", choices=["train", "val", "test"])
     q.add_argument("--svhn-dir", type=Path, default=None)
     q.set_defaults(func=_trainer("trainer.preview", needs_tf=False))
+    q = dsub.add_parser("fetch", help="download real training data from its origin, verified, into $DIGITCAM_DATA")
+    q.add_argument("datasets", nargs="+", choices=["meters", "mnist", "svhn"], metavar="DATASET",
+                   help="meters, mnist or svhn")
+    q.add_argument("--dest", type=Path, default=None, help="data folder (default $DIGITCAM_DATA, else ~/.cache/digitcam/data)")
+    q.add_argument("--mirror", default=None, metavar="URL", help="fetch each file as URL/<file name> instead (still verified)")
+    q.add_argument("--allow-unpinned", action="store_true", help="fetch files that have no pinned sha256 yet, unverified")
+    q.set_defaults(func=_trainer("trainer.fetch", needs_tf=False))
 
     p = sub.add_parser("train", help="train a recognizer from a training config (TOML)")
     p.add_argument("config", type=Path)

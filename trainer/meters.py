@@ -1,4 +1,4 @@
-"""Real meter digits (../shared/data/meter-digits): single crops, and strips of crops from one meter.
+"""Real meter digits (meter-digits/ of the data folder, see trainer.fetch): single crops, and strips of crops from one meter.
 
 Labels follow the reading rule of a meter: it shows its last fully passed digit. A wheel caught
 between D and D+1 at fraction f reads D for f <= 0.5 (class 10 rows with f 0.3-0.5 become D), reads
@@ -28,7 +28,8 @@ import numpy as np
 
 from trainer import effects
 from trainer.skips import skip
-from trainer.sources import cache_dir, passes, shared_data_dir
+from trainer.fetch import data_root, missing
+from trainer.sources import cache_dir, passes
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def group_of(source: str) -> str:
 
 
 def archive_path() -> Path:
-    return shared_data_dir() / ARCHIVE
+    return data_root() / ARCHIVE
 
 
 def extracted_dir(archive: Path | None = None) -> Path:
@@ -83,7 +84,7 @@ def extracted_dir(archive: Path | None = None) -> Path:
     if (target / "labels.csv").is_file():
         return target
     if not archive.is_file():
-        raise FileNotFoundError(f"meter digits not found at {archive} (set DIGITCAM_DATA to the shared data folder)")
+        raise missing("meter digits", archive, "meters")
     log.info("extracting %s into %s (once)", archive, cache_dir())
     cache_dir().mkdir(parents=True, exist_ok=True)
     # Extract beside the target and rename, so a second process never sees a half-extracted folder.

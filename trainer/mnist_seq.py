@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer import effects
-from trainer.sources import shared_data_dir
+from trainer.fetch import data_root, missing
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ MAX_MNIST_DIGITS = 5
 
 
 def mnist_path() -> Path:
-    return shared_data_dir() / "mnist" / "mnist.npz"
+    return data_root() / "mnist" / "mnist.npz"
 
 
 @lru_cache(maxsize=2)
@@ -30,7 +30,7 @@ def load_split(split: str, path: Path | None = None) -> tuple[np.ndarray, np.nda
     """(images [n, 28, 28] uint8 white-on-black, labels [n]) of a split, read once per process."""
     path = path or mnist_path()
     if not path.is_file():
-        raise FileNotFoundError(f"MNIST not found at {path} (set DIGITCAM_DATA to the shared data folder)")
+        raise missing("MNIST", path, "mnist")
     with np.load(path) as data:
         if split == "train":
             return data["x_train"], data["y_train"]

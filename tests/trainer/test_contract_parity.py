@@ -7,14 +7,18 @@ import pytest
 
 from device.contract import InputSpec, prepare_batch
 from device.recognize import Recognizer
+from tests.fixtures.data import data_for, sample_data  # noqa: F401 (fixture)
 
 tf = pytest.importorskip("tensorflow")
 
 
 @pytest.mark.parametrize("source", ["rendered", "mnist"])
-def test_trainer_batches_equal_device_preprocessing(source):
+def test_trainer_batches_equal_device_preprocessing(source, request):
     from trainer.pipeline import make_dataset
     from trainer.sources import iter_samples
+
+    if source == "mnist":
+        data_for("mnist", request)  # the full MNIST where it is, else the committed sample
 
     spec = InputSpec()
     raw = [img for img, _ in itertools.islice(iter_samples(source, "val", 7), 12)]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from device.contract import InputSpec, prepare_crop
+from tests.fixtures.data import data_for, sample_data  # noqa: F401 (fixture)
 from trainer.sources import fixed_set, iter_samples, iter_scenes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +35,10 @@ def test_fixed_set_follows_the_spec_and_refuses_unknown_names():
         fixed_set("rendered", "dev", 2, 0)
 
 
-def test_make_dataset_mixes_by_weight_with_padded_labels():
+def test_make_dataset_mixes_by_weight_with_padded_labels(request):
     from trainer.pipeline import make_dataset
+
+    data_for("mnist", request)  # the full MNIST where it is, else the committed sample
 
     ds = make_dataset({"rendered": 1.0, "mnist": 1.0, "meters": 0.0}, "train", 0, 64,
                       options={"rendered": {"difficulty": "easy", "empty_rate": 0.0}})

@@ -8,20 +8,21 @@ import numpy as np
 import pytest
 
 from device.contract import check_label
+from tests.fixtures.data import real_data, require_full, sample_data  # noqa: F401 (fixtures)
 from trainer import meters, mnist_seq, svhn
 from trainer.skips import skip_counts
 from trainer.sources import iter_samples
 
-needs_meters = pytest.mark.skipif(not meters.archive_path().is_file(), reason="shared meter-digits archive missing")
-needs_mnist = pytest.mark.skipif(not mnist_seq.mnist_path().is_file(), reason="shared MNIST missing")
+# Each real-data test runs on the committed samples (tests/fixtures) and on the full set where it exists.
+FULL = "full"
 
 
 def take(n, *args, **kw):
     return list(itertools.islice(iter_samples(*args, **kw), n))
 
 
-@needs_mnist
-def test_mnist_sequences_have_one_to_five_digits_and_are_seeded():
+def test_mnist_sequences_have_one_to_five_digits_and_are_seeded(real_data):
+    require_full(real_data, "mnist")
     samples = take(60, "mnist", "train", 0)
     assert {len(check_label(lbl)) for _, lbl in samples} == {1, 2, 3, 4, 5}
     assert all(img.dtype == np.uint8 and img.ndim == 2 and img.shape[1] >= img.shape[0] for img, _ in samples)
@@ -29,12 +30,12 @@ def test_mnist_sequences_have_one_to_five_digits_and_are_seeded():
     assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(samples, again))
 
 
-@needs_mnist
-def test_mnist_splits_use_disjoint_images():
+def test_mnist_splits_use_disjoint_images(real_data):
+    require_full(real_data, "mnist")
     train, _ = mnist_seq.load_split("train")
     val, _ = mnist_seq.load_split("val")
     test, _ = mnist_seq.load_split("test")
-    assert len(train) == 60000 and len(val) + len(test) == 10000
+    assert (len(train), len(val) + len(test)) == ((60000, 10000) if real_data == FULL else (300, 100))
     val_set = {v.tobytes() for v in val[:500]}
     assert not val_set & {t.tobytes() for t in test}
 
@@ -51,8 +52,8 @@ def test_the_reading_rule_labels_rolling_wheels_by_the_last_passed_digit():
     assert meters.label_of({"digit": "", "fraction": "", "class": "10", "source": "s"}) is None  # NaN
 
 
-@needs_meters
-def test_no_meter_is_in_two_splits_and_each_split_has_a_fair_share():
+def test_no_meter_is_in_two_splits_and_each_split_has_a_fair_share(real_data):
+    require_full(real_data, "meters")
     splits = {s: meters.crops_of_split(s) for s in ("train", "val", "test")}
     groups = {s: {meters.group_of(c.source) for c in crops} for s, crops in splits.items()}
     sources = {s: {c.source for c in crops} for s, crops in splits.items()}
@@ -64,11 +65,11 @@ def test_no_meter_is_in_two_splits_and_each_split_has_a_fair_share():
     for s in ("val", "test"):
         assert 0.08 * total < len(splits[s]) < 0.25 * total
         assert len(groups[s]) >= 3
-    assert len(groups["train"]) >= 10
+    assert len(groups["train"]) >= (10 if real_data == FULL else 3)
 
 
-@needs_meters
-def test_meter_val_is_finite_deterministic_and_rolling_comes_apart():
+def test_meter_val_is_finite_deterministic_and_rolling_comes_apart(real_data):
+    require_full(real_data, "meters")
     clean = take(10**6, "meters", "val", 0)
     assert len(clean) == sum(1 for c in meters.crops_of_split("val") if not c.rolling)
     assert clean[0][1] == take(1, "meters", "val", 99)[0][1]  # the order does not depend on the seed
@@ -81,15 +82,15 @@ def test_meter_val_is_finite_deterministic_and_rolling_comes_apart():
     assert all(len(lbl) == 1 and lbl.isdigit() for _, lbl in clean + rolling)
 
 
-@needs_meters
-def test_meter_train_is_endless_and_augmented():
+def test_meter_train_is_endless_and_augmented(real_data):
+    require_full(real_data, "meters")
     samples = take(30, "meters", "train", 0)
     assert len(samples) == 30 and all(img.ndim == 3 for img, _ in samples)
     assert len({lbl for _, lbl in samples}) > 3
 
 
-@needs_meters
-def test_meter_strips_are_three_to_eight_digits_from_one_meter():
+def test_meter_strips_are_three_to_eight_digits_from_one_meter(real_data):
+    require_full(real_data, "meters")
     strips = take(40, "meter-strips", "train", 0)
     assert {len(lbl) for _, lbl in strips} <= set(range(3, 9))
     assert len({len(lbl) for _, lbl in strips}) >= 4
@@ -99,7 +100,6 @@ def test_meter_strips_are_three_to_eight_digits_from_one_meter():
     assert len(val) == 3 and [lbl for _, lbl in val] == [lbl for _, lbl in take(3, "meter-strips", "val", 0)]
 
 
-@needs_meters
 def test_a_corrupt_meter_image_is_skipped_with_a_counted_warning(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 truncated")
@@ -145,9 +145,9 @@ def test_svhn_without_a_folder_is_a_clear_error(tmp_path):
         next(iter_samples("svhn", "train", 0, svhn_dir=tmp_path))
 
 
-@needs_meters
-def test_scenes_with_strips_paste_real_meter_strips_of_the_split():
+def test_scenes_with_strips_paste_real_meter_strips_of_the_split(real_data):
     """``strips=1`` scenes carry meter strips (3-8 wheels) as their number, boxed inside the frame."""
+    require_full(real_data, "meters")
     from trainer.sources import iter_scenes
 
     scenes = list(itertools.islice(iter_scenes("val", 3, size=(120, 160), strips=1.0), 30))
