@@ -32,10 +32,28 @@ STYLES = ("plaque", "drum", "lcd", "wall", "label")
 STYLE_WEIGHTS = (0.25, 0.25, 0.2, 0.15, 0.15)
 DIFFICULTIES = ("easy", "full")
 MAX_LEN = 8
-# Rolling wheel: the fraction f of the way from D to D+1. f <= 0.5 reads D (the last fully passed digit);
-# f >= 0.8 reads D+1 (the digit has arrived); 0.5 < f < 0.8 is ambiguous and is never rendered.
+# Rolling wheel (docs/MODEL.md, the same rule as the real meter digits in trainer/meters.py): the fraction
+# f of the way from D to D+1. f <= 0.5 reads D (the last fully passed digit); f >= 0.8 reads D+1 (the digit
+# has arrived); 0.5 < f < 0.8 is mid-roll: labelled D or D+1 at random, half each, so the model learns to
+# split its belief there and the digit's confidence says "rolling" (the daemon's gate then waits for it).
 ROLL_READS_CURRENT = (0.0, 0.5)
 ROLL_READS_NEXT = (0.8, 1.0)
+
+
+def reads_arrived(f: float, rng: np.random.Generator) -> bool:
+    """Whether a wheel at fraction ``f`` is read as the digit arriving (D+1) by the rule above."""
+    return f >= ROLL_READS_NEXT[0] or (f > ROLL_READS_CURRENT[1] and rng.random() < 0.5)
+
+
+def previous_value(label: str) -> str:
+    """The counter value one step before ``label``, with its wheels' wrap (000 -> 999)."""
+    return str((int(label) - 1) % 10 ** len(label)).zfill(len(label))
+
+
+def carry_chain(leaving: str) -> int:
+    """How many wheels turn when the last one does: the last wheel, its run of 9s and the one before them."""
+    nines = len(leaving) - len(leaving.rstrip("9"))
+    return min(len(leaving), nines + 1)
 
 
 @dataclass
@@ -86,6 +104,7 @@ def layout(
     spacing: float = 0.0,
     cell_scale: float | None = None,
     roll: float | None = None,
+    rolling: int = 1,
     neighbours: tuple[bool, bool] = (False, False),
     jitter_y: float = 0.0,
 ) -> Layout:
@@ -93,7 +112,8 @@ def layout(
 
     ``spacing`` is extra space between digits in digit widths (negative overlaps them); ``cell_scale`` puts
     each digit centred in a wheel cell that much wider than the widest digit (drum counters); ``roll`` is
-    the last wheel's fraction of the way to the next digit (the label must already hold the digit read).
+    the fraction of the way to the next digit of the last ``rolling`` wheels (the label holds the digits
+    they are leaving; ``rolled_label`` says what that reads).
     """
     h = glyphs.height
     dw = glyphs.digit_width
@@ -134,13 +154,12 @@ def layout(
         if cell_scale is not None:
             # A wheel: the digit with its wheel neighbours above and below, seen through the cell window;
             # a rolling wheel shows D leaving upwards and D+1 arriving from below.
-            shown, off_y = d, 0
-            if roll is not None and i == last:
-                shown = d if roll <= ROLL_READS_CURRENT[1] else (d - 1) % 10
+            off_y = 0
+            if roll is not None and last - rolling < i <= last:
                 off_y = int(round(roll * wheel_pitch))
             clip = (cells[-1][1], cells[-1][3])
             for k in (-1, 0, 1, 2):
-                _place(alpha, glyphs.alphas[(shown + k) % 10], x, y - off_y + k * wheel_pitch, clip)
+                _place(alpha, glyphs.alphas[(d + k) % 10], x, y - off_y + k * wheel_pitch, clip)
         else:
             _place(alpha, glyphs.alphas[d], x, y)
         if off is not None:
@@ -239,6 +258,19 @@ def with_units(alpha: np.ndarray, box: tuple[int, int, int, int], rng: np.random
     np.maximum(out, layer.astype(np.float32) * (1.0 / 255.0), out=out)
     out[by0:by1, bx0:bx1] = alpha[by0:by1, bx0:bx1]  # the number itself stays untouched
     return out
+
+
+def outlined(alpha: np.ndarray, width: int) -> np.ndarray:
+    """Only the edge of the ink, ``width`` px wide: outlined segments and stencil faces."""
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    return np.clip(cv2.dilate(alpha, kernel) - cv2.erode(alpha, kernel), 0, 1)
+
+
+def slanted(alpha: np.ndarray, shear: float) -> np.ndarray:
+    """The ink sheared by ``shear`` (x shift per row, about the middle row): italic seven-segment faces."""
+    h, w = alpha.shape
+    matrix = np.float32([[1, -shear, shear * h / 2], [0, 1, 0]])
+    return cv2.warpAffine(alpha, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=0)
 
 
 # ---- painting ---------------------------------------------------------------------------------------
@@ -345,8 +377,14 @@ def paint_drum(rng, alpha, off, cells, box, look: Look) -> np.ndarray:
     ink_level = rng.uniform(200, 250) if dark_wheels else rng.uniform(5, 60)
     wheel = colour_of_level(rng, wheel_level, rng.uniform(0, 0.3), look)
     ink = colour_of_level(rng, ink_level, rng.uniform(0, 0.2), look)
-    red_tail = int(rng.integers(1, 4)) if rng.random() < 0.25 else 0
-    red_wheel = as_colour([rng.uniform(150, 220), rng.uniform(10, 50), rng.uniform(10, 50)], look)
+    # distinct tail wheels (tenths, litres): red with light digits, or white with dark ones on a dark counter
+    red_tail = int(rng.integers(1, 4)) if rng.random() < 0.35 else 0
+    white_tail = dark_wheels and rng.random() < 0.4
+    if white_tail:
+        red_wheel, tail_ink = colour_of_level(rng, rng.uniform(200, 250), 0.1, look), rng.uniform(5, 50)
+    else:
+        red_wheel = as_colour([rng.uniform(150, 220), rng.uniform(10, 50), rng.uniform(10, 50)], look)
+        tail_ink = 240.0
     shade_depth = rng.uniform(0.0, 0.6)
     ink_img = np.empty_like(img)
     ink_img[:] = ink
@@ -364,9 +402,16 @@ def paint_drum(rng, alpha, off, cells, box, look: Look) -> np.ndarray:
         shade = shade if img.ndim == 2 else shade[:, :, None]
         img[y0c:y1c, x0c:x1c] = colour * shade
         if i >= len(cells) - red_tail:
-            ink_img[y0c:y1c, x0c:x1c] = 240.0
+            ink_img[y0c:y1c, x0c:x1c] = tail_ink
     a = effects.per_pixel(alpha, img)
-    return img * (1.0 - a) + ink_img * a
+    out = img * (1.0 - a) + ink_img * a
+    if red_tail and cells and rng.random() < 0.4:  # the window's edge hides part of the tail wheels
+        x0 = max(0, cells[max(0, len(cells) - red_tail)][0])
+        y0, y1 = max(0, cells[-1][1]), min(h, cells[-1][3])
+        cover = int((y1 - y0) * rng.uniform(0.08, 0.22))
+        rows = slice(y0, y0 + cover) if rng.random() < 0.5 else slice(y1 - cover, y1)
+        out[rows, x0:] = colour_of_level(rng, frame_level, 0.0, look)
+    return out
 
 
 def paint_lcd(rng, alpha, off, cells, box, look: Look) -> np.ndarray:
@@ -402,8 +447,24 @@ def paint_wall(rng, alpha, off, cells, box, look: Look) -> np.ndarray:
 
 
 def paint_label(rng, alpha, off, cells, box, look: Look) -> np.ndarray:
-    """Printed label, sticker or screen: flat colours, either polarity."""
+    """Printed label, sticker or screen: flat colours, either polarity; now and then a meter's red dial
+    ring (red digits on white with tick marks under them) or light digits on a red plate."""
     h, w = alpha.shape
+    kind = 1.0 if look.easy else rng.random()
+    if kind < 0.1:  # red on white, with scale ticks below the digits
+        bg = as_colour([rng.uniform(215, 255)] * 3, look)
+        ink = as_colour([rng.uniform(170, 230), rng.uniform(10, 60), rng.uniform(10, 60)], look)
+        img = _textured(rng, h, w, bg, rng.uniform(0, 6))
+        bx0, by0, bx1, by1 = box
+        ticks = np.zeros_like(alpha)
+        step = max(2, int((by1 - by0) * rng.uniform(0.15, 0.4)))
+        for x in range(bx0, bx1, step):
+            cv2.line(ticks, (x, by1 + 1), (x, by1 + max(2, (by1 - by0) // 6)), 1.0, 1)
+        return _blend(img, ink, np.maximum(alpha, ticks))
+    if kind < 0.17:  # light digits on red
+        bg = as_colour([rng.uniform(140, 220), rng.uniform(10, 50), rng.uniform(10, 50)], look)
+        ink = as_colour([rng.uniform(220, 255)] * 3, look)
+        return _blend(_textured(rng, h, w, bg, rng.uniform(0, 8)), ink, alpha)
     bg, ink = polarity_pair(rng, 0.0 if look.easy else rng.uniform(0, 0.5), look)
     img = _textured(rng, h, w, bg, 0 if look.easy else rng.uniform(0, 8))
     return _blend(img, ink, alpha)
@@ -477,6 +538,9 @@ class Renderer:
             return self._empty(rng), ""
         label = random_label(rng, self.max_len)
         style = self.styles[0] if len(self.styles) == 1 else str(rng.choice(self.styles, p=self.style_p))
+        if style == "drum" and len(label) >= 2 and rng.random() < 0.15:  # at a carry: ..x99 or ..x00
+            k = int(rng.integers(1, len(label)))
+            label = label[: len(label) - k] + ("9" if rng.random() < 0.5 else "0") * k
         return self._draw(rng, label, style)
 
     def _font_for(self, rng: np.random.Generator, style: str) -> GlyphSet:
@@ -489,13 +553,14 @@ class Renderer:
     def _draw(self, rng: np.random.Generator, label: str, style: str) -> tuple[np.ndarray, str]:
         dots = not self.easy and style == "lcd" and rng.random() < 0.2  # a dot-matrix display
         glyphs = self._font_for(rng, "label" if dots else style)
-        roll = None
+        roll, rolling, leaving = None, 1, label
         if style == "drum":
-            if rng.random() < 0.3:
-                lo, hi = ROLL_READS_CURRENT if rng.random() < 0.6 else ROLL_READS_NEXT
-                roll = float(rng.uniform(lo + 0.05, hi - 0.02))
+            if rng.random() < 0.35:  # a counter caught turning at any fraction, read by the rolling rule
+                roll = float(rng.uniform(0.03, 0.97))
+                leaving = previous_value(label) if reads_arrived(roll, rng) else label
+                rolling = carry_chain(leaving)
             lay = layout(
-                glyphs, label, rng, cell_scale=rng.uniform(1.05, 1.6), roll=roll,
+                glyphs, leaving, rng, cell_scale=rng.uniform(1.05, 1.6), roll=roll, rolling=rolling,
                 neighbours=(rng.random() < 0.25, rng.random() < 0.25), jitter_y=rng.uniform(0, 0.05),
             )
         else:
@@ -515,6 +580,10 @@ class Renderer:
                 off = dot_matrix(off, pitch) if off is not None else None
             if rng.random() < 0.15:
                 alpha = with_units(alpha, box, rng)
+            if rng.random() < 0.08:  # outlined digits (stencil LCDs, embossed plates)
+                alpha = outlined(alpha, max(1, round((by1 - by0) / 14)))
+            if rng.random() < 0.12:  # italic / slanted displays
+                alpha = slanted(alpha, float(rng.uniform(-0.12, 0.25)))
         img = PAINTERS[style](rng, alpha, off, cells, box, self.look)
         img = np.clip(img, 0, 255).astype(np.uint8)
         img = self._resize(rng, img)

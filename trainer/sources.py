@@ -31,6 +31,7 @@ SOURCES = {
     "meters": "trainer.meters:iter_meter_digits",
     "meter-strips": "trainer.meters:iter_meter_strips",
     "svhn": "trainer.svhn:iter_svhn",
+    "framed": "trainer.framing:iter_framed",
 }
 
 Sample = tuple[np.ndarray, str]

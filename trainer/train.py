@@ -84,13 +84,52 @@ def make_augmenter(config: TrainConfig):
     return augment
 
 
+def cached_dataset(config: TrainConfig, seed: int) -> tf.data.Dataset:
+    """Batches drawn from the pre-rendered shard cache, which picks up fresh shards every epoch."""
+    from trainer.shards import ShardReader
+
+    reader = ShardReader(Path(config.data.cache), seed)
+    steps = config.schedule.steps_per_epoch
+
+    def generate():
+        step = 0
+        while True:
+            if step and step % steps == 0:
+                reader.refresh()
+            step += 1
+            yield reader.batch(config.schedule.batch_size)
+
+    signature = (
+        tf.TensorSpec((None, config.spec.height, config.spec.width, 1), tf.uint8),
+        tf.TensorSpec((None, 8), tf.int32),
+    )
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(4)
+
+
+def fill_cache(config: TrainConfig, epoch: int) -> None:
+    """Render the cache up to ``cache_samples`` plus ``cache_refresh`` fresh shards per epoch so far."""
+    from trainer.shards import SHARD_SIZE, render_shards
+
+    if not config.data.cache:
+        return
+    samples = config.data.cache_samples + epoch * config.data.cache_refresh * SHARD_SIZE
+    try:
+        render_shards(Path(config.data.cache), dict(config.data.mix), dict(config.data.options), config.seed,
+                      config.spec, max(samples, 1), workers=config.data.cache_workers, progress=log.info)
+    except ValueError as exc:
+        raise ConfigError(f"data.cache: {exc}") from None
+
+
 def training_dataset(config: TrainConfig, seed: int) -> tf.data.Dataset:
     """The endless stream of (augmented float images, head targets) for ``model.fit``."""
     from trainer.pipeline import make_dataset
 
     try:
-        ds = make_dataset(dict(config.data.mix), "train", seed, config.schedule.batch_size, config.spec,
-                          options=dict(config.data.options))
+        if config.data.cache:
+            ds = cached_dataset(config, seed)
+        else:
+            ds = make_dataset(dict(config.data.mix), "train", seed, config.schedule.batch_size, config.spec,
+                              options=dict(config.data.options))
     except ValueError as exc:
         raise ConfigError(f"data: {exc}") from None
     augment = make_augmenter(config)
@@ -197,6 +236,8 @@ class ValidateAndCheckpoint(keras.callbacks.Callback):
         self.epoch_started = time.monotonic()
 
     def on_epoch_begin(self, epoch, logs=None):
+        if epoch and self.run.config.data.cache_refresh:
+            fill_cache(self.run.config, epoch)  # fresh shards; the reader picks them up this epoch
         self.epoch_started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -269,6 +310,7 @@ def train(config: TrainConfig, run_dir: Path, fresh: bool = False) -> Run:
         print(f"{run_dir}: already trained {initial_epoch} epochs; raise schedule.epochs to continue")
         return run
     val_sets = validation_sets(config)
+    fill_cache(config, initial_epoch)
     callbacks = [
         ValidateAndCheckpoint(run, val_sets, state),
         keras.callbacks.LearningRateScheduler(lambda epoch: learning_rate(epoch, config)),

@@ -29,6 +29,10 @@ class DataConfig:
     val_sets: tuple = ("rendered",)  # sources whose "val" split is the validation for early stopping
     val_size: int = 512  # samples per validation set
     val_weights: dict = field(default_factory=dict)  # set -> weight in the early-stopping score (default 1)
+    cache: str = ""  # folder of pre-rendered shards (trainer/shards.py); "" renders on the fly
+    cache_samples: int = 0  # samples rendered into the cache before training starts
+    cache_refresh: int = 0  # fresh shards rendered into the cache at the start of each epoch
+    cache_workers: int = 2
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ def test_rolling_wheel_shows_the_digit_the_label_names():
     rng = np.random.default_rng(0)
     still = render.layout(glyphs, "3", rng, cell_scale=1.2)
     early = render.layout(glyphs, "3", rng, cell_scale=1.2, roll=0.1)  # 3 just leaving: reads 3
-    late = render.layout(glyphs, "4", rng, cell_scale=1.2, roll=0.95)  # 4 nearly there: reads 4
+    late = render.layout(glyphs, "3", rng, cell_scale=1.2, roll=0.95)  # 3 leaving, 4 nearly there: reads 4
     x0, y0, x1, y1 = still.cells[0]
 
     def distance(a, b):
@@ -138,3 +138,27 @@ def test_validation_fonts_are_held_out_of_training():
     val_families = {g.family for pool in (val.text_fonts + val.segment_fonts) for g in pool}
     assert val_families and train_families
     assert not train_families & val_families
+
+
+def test_a_turning_counter_is_read_by_the_rolling_rule_and_carries_turn_together():
+    assert render.previous_value("2000") == "1999" and render.previous_value("000") == "999"
+    assert render.carry_chain("1999") == 4 and render.carry_chain("1299") == 3 and render.carry_chain("4071") == 1
+    rng = np.random.default_rng(0)
+    assert not any(render.reads_arrived(0.5, rng) for _ in range(50))
+    assert all(render.reads_arrived(0.8, rng) for _ in range(50))
+    mid = [render.reads_arrived(0.65, rng) for _ in range(400)]
+    assert 150 < sum(mid) < 250  # half-way wheels are labelled either way, half each
+    renderer = render.Renderer(styles=("drum",), empty_rate=0.0)
+    labels = [renderer.sample(rng)[1] for _ in range(400)]
+    assert sum(lb.endswith("00") or lb.endswith("99") for lb in labels) > 20  # carries are common
+
+
+def test_a_rolling_carry_shows_every_turning_wheel_between_two_digits():
+    glyphs = fonts.glyph_sets(fonts.EASY_FONTS)[0]
+    rng = np.random.default_rng  # the same seed each time: the same wheel pitch
+    still = render.layout(glyphs, "19", rng(0), cell_scale=1.2)
+    turning = render.layout(glyphs, "19", rng(0), cell_scale=1.2, roll=0.5, rolling=2)
+    alone = render.layout(glyphs, "19", rng(0), cell_scale=1.2, roll=0.5, rolling=1)
+    first = lambda lay: lay.alpha[:, lay.cells[0][0] : lay.cells[0][2]]  # noqa: E731
+    assert np.abs(first(turning) - first(still)).mean() > 0.02  # the carried wheel moved
+    assert np.abs(first(alone) - first(still)).mean() < 1e-6  # without a carry it stays put
