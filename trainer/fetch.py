@@ -283,7 +283,8 @@ def fetch(name: str, dest: Path | None = None, allow_unpinned: bool = False, mir
 
 # ---- the meter digits: the upstream tree -> labels.csv + images/ -------------------------------------
 
-LABEL = re.compile(r"^(\d)\.(\d)$")
+LABEL = re.compile(r"^(\d)(?:\.(\d+))?$")  # D.F, or D alone (an LCD digit: D.0)
+FLOAT_NOISE = 8  # decimals of a float printed unrounded upstream (2.3000000000000003 = 2.3)
 UNREADABLE = ("NaN", "nan", "10")
 # trailing folders that sort one meter's crops (by label or by date), not a meter of their own
 SORTING_FOLDER = re.compile(r"^(\d+|\d\.\d|NaN|nan)$")
@@ -293,12 +294,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 def meter_row(path: str) -> dict | None:
     """A labels.csv row for an upstream file ``images/.../D.F_name.jpg`` (None: not a labelled crop).
 
-    The label is the file name's first ``_`` field: ``D.F`` (digit D rolled F/10 towards D+1) or
-    NaN/10 (unreadable); class follows the archive rule (f <= 0.2: D, f >= 0.8: D+1, else 10).
+    The label is the file name's first ``_`` field: ``D.F`` (digit D rolled F/10 towards D+1), ``D``
+    (D.0) or NaN/10 (unreadable); a float printed unrounded (``2.3000000000000003``) is its tenth; class follows the archive rule (f <= 0.2: D, f >= 0.8: D+1, else 10).
     The source is the folder, less trailing folders that only sort one meter's crops.
     """
     parts = path.split("/")
-    token = parts[-1].split("_", 1)[0]
+    token = parts[-1].rsplit(".", 1)[0].split("_", 1)[0]
     folders = parts[:-1]
     while len(folders) > 1 and SORTING_FOLDER.match(folders[-1]):
         folders.pop()
@@ -306,9 +307,12 @@ def meter_row(path: str) -> dict | None:
     if token in UNREADABLE:
         return {"digit": "", "fraction": "", "class": "10", "source": source}
     m = LABEL.match(token)
-    if not m:
+    if not m or len(m.group(2) or "0") not in (1, *range(FLOAT_NOISE, 20)):
         return None
-    digit, tenth = int(m.group(1)), int(m.group(2))
+    tenths = round(float(token) * 10)
+    digit, tenth = tenths // 10, tenths % 10
+    if digit > 9:
+        return None
     cls = digit if tenth <= 2 else (digit + 1) % 10 if tenth >= 8 else 10
     return {"digit": str(digit), "fraction": f"0.{tenth}", "class": str(cls), "source": source}
 
