@@ -205,7 +205,11 @@ def main(argv=None) -> int:
     print(f"# {machine()}; model {Path(model).name}; Tesseract {readers[1].version}; one thread each")
     scores = []
     for set_name in args.sets:
-        samples = load_set(set_name, args.n, args.seed)
+        try:
+            samples = load_set(set_name, args.n, args.seed)
+        except FileNotFoundError as exc:  # a real set not fetched: the message names the fetch command
+            print(f"accuracy_vs_peers: {exc}", file=sys.stderr)
+            return 2
         for reader in [*readers, rec_only]:
             scores.append(run_engine(reader, set_name, samples))
         scores.append(run_engine(full, set_name, samples[: args.full_n]))
