@@ -51,6 +51,15 @@ def vote(readings: list[Reading]) -> int:
     return max((i for i, r in enumerate(readings) if r.value == winner), key=lambda i: readings[i].confidence)
 
 
+def calibration_temperature(manifest: dict, model_path: Path) -> float:
+    """The manifest's ``calibration.temperature`` (1.0 when the model was not calibrated)."""
+    value = (manifest.get("calibration") or {}).get("temperature", 1.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.05 <= value <= 20.0:
+        raise ModelError(f"model manifest {model_path.with_suffix('.json')}: calibration.temperature "
+                         f"{value!r} is not a number in 0.05..20")
+    return float(value)
+
+
 class Recognizer:
     """Reads cropped numbers with one interpreter; ``read`` takes any crops, ``infer`` prepared tensors."""
 
@@ -75,6 +84,7 @@ class Recognizer:
             raise ModelError(f"model {self.model_path}: {exc}") from None
         if self.head != self.manifest.head:
             raise ModelError(f"model {self.model_path} has a {self.head} head, its manifest says {self.manifest.head}")
+        self.temperature = calibration_temperature(self.manifest.data, self.model_path)
         log.info("recognizer %s (%s head, %dx%d) on %s", self.manifest.short, self.head, self.spec.width,
                  self.spec.height, self.runtime)
 
@@ -87,11 +97,14 @@ class Recognizer:
             )
         return InputSpec(height=int(shape[1]), width=int(shape[2]))
 
+    def probabilities(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Prepared uint8 ``[n, h, w, 1]`` -> the model's named outputs as float probabilities, uncalibrated."""
+        raw = self._runner(**{self._input_name: np.ascontiguousarray(batch, dtype=np.uint8)})
+        return {name: dequantize(value, self._output_details[name]) for name, value in raw.items()}
+
     def infer(self, batch: np.ndarray) -> list[Reading]:
         """Prepared uint8 ``[n, h, w, 1]`` -> Readings; all crops of a frame go through one invoke."""
-        raw = self._runner(**{self._input_name: np.ascontiguousarray(batch, dtype=np.uint8)})
-        outputs = {name: dequantize(value, self._output_details[name]) for name, value in raw.items()}
-        return decode_outputs(outputs)
+        return decode_outputs(self.probabilities(batch), self.temperature)
 
     def read(self, crops: list[np.ndarray]) -> tuple[list[Reading], float]:
         """Crops of any size -> (Readings, milliseconds spent in the interpreter)."""

@@ -27,6 +27,7 @@ import numpy as np
 from device.contract import NUM_CLASSES, InputSpec, check_label, prepare_crop
 from device.errors import DigitcamError, SourceError
 from device.images import IMAGE_SUFFIXES, load_image
+from trainer.calibration import confidence_report
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ COVERAGES = tuple(round(0.05 * i, 2) for i in range(1, 21))
 WORST = 48
 BATCH = 64
 DEFAULT_BUILTIN_N = 2000
+DEFAULT_GATE = 0.5  # the daemon's default min_confidence
 
 
 @dataclass
@@ -87,19 +89,33 @@ def load_csv(path: Path, spec: InputSpec) -> LabelledSet:
     return _prepare_files(str(path), pairs, spec)
 
 
+def builtin_options(parts: list[str], text: str) -> dict:
+    """``key=value`` parts of a built-in set name as source options ('true'/'false' and integers typed)."""
+    options = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise SourceError(f"labelled set {text!r}: {part!r} is not key=value")
+        typed = {"true": True, "false": False}.get(value.lower(), value)
+        options[key] = int(value) if value.isdigit() else typed
+    return options
+
+
 def load_builtin(text: str, spec: InputSpec) -> LabelledSet:
-    """``source:split[:n]`` -> the first n samples of a trainer source (the same ones every time)."""
+    """``source:split[:n][:key=value...]`` -> the first n samples of a trainer source (the same ones every
+    time), with source options such as ``meters:test:2000:kind=midroll`` or ``framed:test:500:tight=true``."""
     from trainer.sources import fixed_set, source_names
     from trainer.train_config import VAL_SEED
 
     parts = text.split(":")
-    if len(parts) not in (2, 3) or parts[0] not in source_names():
+    if len(parts) < 2 or parts[0] not in source_names():
         raise SourceError(f"no such labelled set {text!r}: want a folder, a .csv or one of "
-                          f"{', '.join(source_names())} as source:split[:n]")
-    n = int(parts[2]) if len(parts) == 3 and parts[2].isdigit() else DEFAULT_BUILTIN_N
+                          f"{', '.join(source_names())} as source:split[:n][:key=value]")
+    n = int(parts[2]) if len(parts) >= 3 and parts[2].isdigit() else DEFAULT_BUILTIN_N
+    options = builtin_options(parts[3:] if len(parts) >= 3 and parts[2].isdigit() else parts[2:], text)
     try:
-        images, labels = fixed_set(parts[0], parts[1], n, VAL_SEED, spec)
-    except ValueError as exc:
+        images, labels = fixed_set(parts[0], parts[1], n, VAL_SEED, spec, **options)
+    except (ValueError, TypeError) as exc:
         raise SourceError(f"labelled set {text}: {exc}") from None
     if not labels:
         raise SourceError(f"labelled set {text} is empty")
@@ -166,6 +182,9 @@ def score(values: list[str], confidences: list[float], labels: list[str]) -> dic
         "threshold_at_90_coverage": at[0.9]["threshold"],
         # Confidence is useful when dropping the least confident 10 % raises accuracy (or it is already 100 %).
         "confidence_useful": bool(at[0.9]["accuracy"] > accuracy or accuracy == 100.0),
+        **{k: v for k, v in confidence_report(correct, conf).items() if k in ("auroc", "ece")},
+        # share a daemon with the default gate (min_confidence 0.5) would hold back: mid-roll wheels want most
+        "below_default_gate": float((conf < DEFAULT_GATE).mean()) if len(conf) else float("nan"),
         "coverage_curve": curve,
         "confusion": confusion.tolist(),
     }
@@ -290,9 +309,11 @@ def main(args) -> int:
     if not datasets:
         raise DigitcamError("eval: no labelled set given")
     report = evaluate(Path(args.model or default_model()), datasets, Path(args.output))
-    print(f"{'set':<28} {'n':>6} {'seq%':>7} {'digit%':>7} {'len%':>7} {'@95%':>7} {'@90%':>7}")
+    print(f"{'set':<28} {'n':>6} {'seq%':>7} {'digit%':>7} {'len%':>7} {'@95%':>7} {'@90%':>7} {'AUROC':>6} {'ECE':>6} "
+          f"{'<gate':>6}")
     for name, m in report["sets"].items():
         print(f"{name:<28} {m['n']:>6} {m['sequence_accuracy']:>7.2f} {m['digit_accuracy']:>7.2f} "
-              f"{m['length_accuracy']:>7.2f} {m['accuracy_at_95_coverage']:>7.2f} {m['accuracy_at_90_coverage']:>7.2f}")
+              f"{m['length_accuracy']:>7.2f} {m['accuracy_at_95_coverage']:>7.2f} {m['accuracy_at_90_coverage']:>7.2f} "
+              f"{m['auroc']:>6.3f} {m['ece']:>6.3f} {m['below_default_gate']:>6.2f}")
     print(f"report: {Path(args.output) / 'report.json'}")
     return 0

@@ -129,6 +129,7 @@ def export_model(
     ModelError names the set and both accuracies.
     """
     from device.recognize import Recognizer
+    from trainer.calibration import fit_temperature
     from trainer.models import count_macs
 
     output = Path(output)
@@ -163,6 +164,7 @@ def export_model(
         output.with_suffix(".json").unlink()
         raise ModelError(f"int8 parity failed (more than {parity_points} points lost): " + "; ".join(failures))
     fields["parity_checked"] = parity
+    fields["calibration"] = fit_temperature(recognizer, val_sets)
     fields["ms_per_crop_1_thread"] = round(ms_per_crop(recognizer, calibration), 3)
     write_manifest(output, fields)
     log.info("wrote %s (%d bytes, %s head)", output, output.stat().st_size, fields["head"])

@@ -106,3 +106,34 @@ def test_bad_sets_are_one_line_errors(tiny_model, tmp_path):
         assert result.returncode == 2
         last = result.stderr.strip().splitlines()[-1]
         assert last.startswith("digitcam: error:") and message in last
+
+
+def test_confidence_numbers_separate_honest_from_useless_confidence():
+    from trainer.calibration import accuracy_at_coverage, auroc, ece
+
+    correct = np.array([True] * 80 + [False] * 20)
+    honest = np.concatenate([np.linspace(0.7, 1.0, 80), np.linspace(0.0, 0.3, 20)])
+    useless = np.full(100, 0.99)
+    assert auroc(correct, honest) == 1.0 and auroc(correct, useless) == 0.5
+    assert accuracy_at_coverage(correct, honest, 0.8) == 100.0
+    assert ece(correct, useless) == pytest.approx(0.19, abs=1e-9)  # says 99 %, is right 80 %
+    assert ece(np.array([True, False]), np.array([0.5, 0.5])) == 0.0
+
+
+def test_temperature_scales_confidence_but_never_the_value():
+    from device.contract import calibrated, decode_ctc
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.full(11, 0.3), size=32)
+    hot, cool = decode_ctc(probs, 0.5), decode_ctc(probs, 3.0)
+    assert hot.value == cool.value == decode_ctc(probs).value
+    assert cool.confidence < decode_ctc(probs).confidence < hot.confidence
+    assert np.allclose(calibrated(probs, 2.0).sum(axis=1), 1.0)
+
+
+def test_builtin_set_options_reach_the_source():
+    from trainer.evaluate import builtin_options
+
+    assert builtin_options(["kind=midroll", "tight=true", "limit=5"], "x") == {"kind": "midroll", "tight": True, "limit": 5}
+    with pytest.raises(SourceError, match="key=value"):
+        builtin_options(["oops"], "meters:test:oops")
