@@ -90,6 +90,8 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     neither the trainer (PIL, RGB) nor the device (OpenCV, BGR) can get the order wrong.
     """
     arr = np.asarray(image)
+    if arr.dtype == np.uint16:  # 16 bits per channel (a 16-bit PNG or TIFF): scale to 8 first, then as uint8
+        arr = (arr >> 8).astype(np.uint8)
     if arr.ndim == 3:
         if arr.shape[2] == 4:
             arr = arr[:, :, :3]
@@ -105,8 +107,6 @@ def to_gray(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"not an image: array of shape {np.asarray(image).shape}")
     if arr.dtype == np.uint8:
         return arr
-    if arr.dtype == np.uint16:
-        return (arr >> 8).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.floating):
         hi = 1.0 if float(np.nanmax(arr)) <= 1.0 else 255.0
         return np.clip(np.nan_to_num(arr) * (255.0 / hi), 0, 255).astype(np.uint8)
@@ -223,13 +223,28 @@ def decode_length_digits(length: np.ndarray, digits: np.ndarray) -> Reading:
     return Reading(value=value, confidence=confidence, digits=out)
 
 
-def decode_ctc(probs: np.ndarray) -> Reading:
+def calibrated(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax probabilities as if the logits had been divided by ``temperature`` (per row, last axis).
+
+    p ** (1/T), renormalised, is exactly softmax(logits / T), so a calibration fitted on validation data
+    (the manifest's ``calibration.temperature``) applies to the model's uint8 softmax outputs directly;
+    the argmax, and so the value read, never changes.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if temperature == 1.0:
+        return probs
+    scaled = np.power(np.maximum(probs, 0.0), 1.0 / temperature)
+    return scaled / np.maximum(scaled.sum(axis=-1, keepdims=True), 1e-12)
+
+
+def decode_ctc(probs: np.ndarray, temperature: float = 1.0) -> Reading:
     """One sample's ``ctc`` [steps, 11] probabilities -> Reading by greedy (best path) decoding.
 
     A digit's confidence is its best column's probability; the reading's confidence is the product of
-    those and of the weakest blank column, so a faint extra digit lowers it as well.
+    those and of the weakest blank column, so a faint extra digit lowers it as well. ``temperature``
+    is the model's calibration (see ``calibrated``).
     """
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = calibrated(probs, temperature)
     best = probs.argmax(axis=1)
     out: list[DigitReading] = []
     blank_conf = 1.0
@@ -249,10 +264,10 @@ def decode_ctc(probs: np.ndarray) -> Reading:
     return Reading(value=value, confidence=confidence, digits=out)
 
 
-def decode_outputs(outputs: dict[str, np.ndarray]) -> list[Reading]:
-    """Named batch outputs of either head -> one Reading per sample."""
+def decode_outputs(outputs: dict[str, np.ndarray], temperature: float = 1.0) -> list[Reading]:
+    """Named batch outputs of either head -> one Reading per sample (``temperature``: CTC calibration)."""
     if "ctc" in outputs:
-        return [decode_ctc(p) for p in outputs["ctc"]]
+        return [decode_ctc(p, temperature) for p in outputs["ctc"]]
     if "length" in outputs and "digits" in outputs:
         return [decode_length_digits(ln, dg) for ln, dg in zip(outputs["length"], outputs["digits"])]
     raise ValueError(f"model outputs {sorted(outputs)} fit neither head: want 'ctc' or 'length'+'digits'")
