@@ -64,6 +64,13 @@ class MeterCrop:
     label: str  # one digit
     source: str
     rolling: bool  # caught between two digits (archive class 10), labelled by the reading rule
+    midroll: bool = False  # f 0.6-0.7: half-way, read D or D+1 at random in training (docs/MODEL.md)
+
+    def label_for(self, rng: np.random.Generator) -> str:
+        """The label to train on: mid-roll wheels say D or D+1, half each, so the model learns 'unsure'."""
+        if self.midroll and rng.random() < 0.5:
+            return str((int(self.label) + 1) % 10)
+        return self.label
 
 
 def group_of(source: str) -> str:
@@ -110,6 +117,11 @@ def label_of(row: dict) -> tuple[str, bool] | None:
     return None
 
 
+def is_midroll(row: dict) -> bool:
+    """A wheel half-way between two digits (class 10, f 0.6-0.7): no reading rule can say which it shows."""
+    return bool(row.get("digit")) and row.get("class") == "10" and row.get("fraction") in ROLLING_AMBIGUOUS
+
+
 @lru_cache(maxsize=2)
 def load_crops(folder: Path | None = None) -> tuple[MeterCrop, ...]:
     """Every usable crop of the archive, in file order; malformed rows are skipped with a counted warning."""
@@ -122,13 +134,16 @@ def load_crops(folder: Path | None = None) -> tuple[MeterCrop, ...]:
             except (KeyError, TypeError) as exc:
                 skip("meter-label", f"{row}: {exc}")
                 continue
+            midroll = labelled is None and is_midroll(row)
+            if midroll:
+                labelled = row["digit"], True
             if labelled is None:
                 continue
             label, rolling = labelled
             if not (label.isdigit() and len(label) == 1):
                 skip("meter-label", f"{row.get('path')}: digit {label!r}")
                 continue
-            crops.append(MeterCrop(folder / row["path"], label, row["source"], rolling))
+            crops.append(MeterCrop(folder / row["path"], label, row["source"], rolling, midroll))
     return tuple(crops)
 
 
@@ -199,9 +214,17 @@ def augment_single(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _mode_of(split: str, kind: str | None) -> str:
     kind = kind or ("all" if split == "train" else "clean")
-    if kind not in ("clean", "rolling", "all"):
-        raise ValueError(f"unknown meter crop kind {kind!r}: want clean, rolling or all")
+    if kind not in CROP_KINDS:
+        raise ValueError(f"unknown meter crop kind {kind!r}: want {', '.join(CROP_KINDS)}")
     return kind
+
+
+CROP_KINDS = ("clean", "rolling", "midroll", "all")
+
+
+def kind_of(crop: MeterCrop) -> str:
+    """'clean' (a digit at rest), 'rolling' (f 0.3-0.5, read as D) or 'midroll' (f 0.6-0.7)."""
+    return "midroll" if crop.midroll else "rolling" if crop.rolling else "clean"
 
 
 def iter_meter_digits(split: str, rng: np.random.Generator, kind: str | None = None, folder: Path | None = None):
@@ -211,10 +234,11 @@ def iter_meter_digits(split: str, rng: np.random.Generator, kind: str | None = N
     val/test: one unaugmented pass in a fixed shuffled order, the same for every seed, so the first n
     (``fixed_set``) mix all of the split's meters instead of the first meter in the archive;
     ``kind`` defaults to 'clean' (digits 0-9); ``kind='rolling'`` gives only the wheels caught mid-roll,
-    so evaluation can report them apart.
+    so evaluation can report them apart; ``kind='midroll'`` the half-way wheels (labelled D; read D or
+    D+1, with a low confidence, is right for them).
     """
     kind = _mode_of(split, kind)
-    crops = [c for c in crops_of_split(split, folder) if kind == "all" or c.rolling == (kind == "rolling")]
+    crops = [c for c in crops_of_split(split, folder) if kind == "all" or kind_of(c) == kind]
     if not crops:
         return
     if split != "train":
@@ -223,7 +247,10 @@ def iter_meter_digits(split: str, rng: np.random.Generator, kind: str | None = N
         img = read_crop(crops[i])
         if img is None:
             continue
-        yield (augment_single(img, rng) if split == "train" else img), crops[i].label
+        if split == "train":
+            yield augment_single(img, rng), crops[i].label_for(rng)
+        else:
+            yield img, crops[i].label
 
 
 # ---- strips ---------------------------------------------------------------------------------------
@@ -268,7 +295,8 @@ def iter_meter_strips(split: str, rng: np.random.Generator, limit: int | None = 
     by_source: dict[str, tuple[list[MeterCrop], list[MeterCrop]]] = {}
     for c in crops_of_split(split, folder):
         clean, rolling = by_source.setdefault(c.source, ([], []))
-        (rolling if c.rolling else clean).append(c)
+        if split == "train" or not c.midroll:  # held-out strips keep to the readable rule
+            (rolling if c.rolling else clean).append(c)
     sources = sorted(s for s, (clean, _) in by_source.items() if len(clean) >= 3)
     if not sources:
         return
@@ -287,4 +315,4 @@ def iter_meter_strips(split: str, rng: np.random.Generator, limit: int | None = 
         strip = compose_strip(parts, rng)
         strip = effects.camera(strip, rng, rng.uniform(0.0, 0.5) if split == "train" else 0.2)
         made += 1
-        yield strip, "".join(p.label for p in picks)
+        yield strip, "".join(p.label_for(rng) if split == "train" else p.label for p in picks)
