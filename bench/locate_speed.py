@@ -22,8 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from device.cli import default_model  # noqa: E402
+from device.bundled import default_model  # noqa: E402
 from device.locate import REPO_LOCATOR, Locator, decode_heatmap, fit_frame, whole_frame  # noqa: E402
+from device.reader import FrameReader  # noqa: E402
 from device.recognize import Recognizer  # noqa: E402
 
 
@@ -48,7 +49,7 @@ def time_stages(locator: Locator, recognizer: Recognizer, frame: np.ndarray) -> 
     t2 = time.perf_counter()
     box = locator.find(frame) or whole_frame(frame)
     t3 = time.perf_counter()
-    locator.read_box(recognizer, frame, box)
+    FrameReader(recognizer, locator).read_box(frame, box)
     t4 = time.perf_counter()
     return {"letterbox": t1 - t0, "one_pass": t2 - t1, "find": t3 - t2, "read": t4 - t3, "find_and_read": t4 - t2}
 

@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 
 from device import locate
+from device.bundled import default_model
+from device.reader import FrameReader
 from device.recognize import Recognizer
 
 log = logging.getLogger(__name__)
@@ -78,13 +80,13 @@ def time_calls(call, runs: int, warmup: int = WARMUP_RUNS) -> dict:
     return summarize(samples)
 
 
-def read_frame(locator, recognizer, frame: np.ndarray, fallback_box) -> None:
+def read_frame(reader: FrameReader, frame: np.ndarray, fallback_box) -> None:
     """One frame's work in the daemon: find the number, crop it, read it.
 
     If the locator misses the synthetic plate the read still runs on ``fallback_box``, so the figure is
     always locate + read.
     """
-    locator.read_box(recognizer, frame, locator.find(frame) or fallback_box)
+    reader.read_box(frame, reader.find(frame) or fallback_box)
 
 
 def measure_reader(recognizer, runs: int = 300, locator=None) -> dict:
@@ -99,7 +101,8 @@ def measure_reader(recognizer, runs: int = 300, locator=None) -> dict:
     result["crop"]["invoke_median_ms"] = summarize(invoke_ms[-runs:])["median_ms"]
     if locator is not None:
         frame, box = synthetic_frame()
-        result["frame"] = time_calls(lambda: read_frame(locator, recognizer, frame, box), runs)
+        reader = FrameReader(recognizer, locator)
+        result["frame"] = time_calls(lambda: read_frame(reader, frame, box), runs)
         result["locator"] = str(locator.model_path)
         result["locator_macs"] = locator.manifest.get("macs")
         result["locator_found"] = locator.find(frame) is not None
@@ -154,8 +157,6 @@ def summary_line(result: dict) -> str:
 
 
 def main(args) -> int:
-    from device.cli import default_model
-
     model = getattr(args, "model", None) or default_model()
     result = measure(model, threads=args.threads, runtime=getattr(args, "runtime", "auto"), runs=args.runs,
                      locator_path=getattr(args, "locator", None))

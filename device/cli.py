@@ -16,25 +16,12 @@ import sys
 from pathlib import Path
 
 from device import __version__
+from device.bundled import default_model
 from device.errors import DigitcamError, TrainerMissing
 
 log = logging.getLogger("digitcam")
 
-REPO_MODEL = Path(__file__).resolve().parent.parent / "models" / "digitcam.tflite"
 EXIT_USAGE = 2
-
-
-def default_model() -> Path:
-    """--model, else $DIGITCAM_MODEL, else the bundled default model."""
-    env = os.environ.get("DIGITCAM_MODEL")
-    if env:
-        return Path(env)
-    try:
-        from digitcam_models import MODEL_PATH  # the default model as installed from the wheel
-
-        return Path(MODEL_PATH)
-    except ImportError:
-        return REPO_MODEL
 
 
 def _trainer(module: str, function: str = "main", needs_tf: bool = True):

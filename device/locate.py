@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from device.bundled import REPO_LOCATOR, bundled_locator  # noqa: F401  (REPO_LOCATOR: for callers of device.locate)
 from device.contract import to_gray
 from device.errors import ModelError
 from device.manifest import read_verified_manifest
@@ -27,7 +28,6 @@ from device.runtime import build_interpreter
 
 log = logging.getLogger(__name__)
 
-REPO_LOCATOR = Path(__file__).resolve().parent.parent / "models" / "locator.tflite"
 LOCATOR_KIND = "locator"
 LOCATOR_PREPROCESS = "gray-letterbox-locator-v1"
 STRIDE = 4  # input pixels per output cell
@@ -315,25 +315,9 @@ class Locator:
         """The crops to read for a box this locator found: ``box`` through each of the manifest's views."""
         return view_boxes(box, frame_shape, self.views)
 
-    def read_box(self, recognizer, frame: np.ndarray, box: Box):
-        """Read the number in a box this locator found, through its views: (voted Reading, ms)."""
-        (reading,), _, ms = recognizer.read_views([[crop(frame, view) for view in self.view_boxes(box, frame.shape)]])
-        reading.box = tuple(int(v) for v in box)
-        return reading, ms
-
     def describe(self) -> dict:
         return {"name": self.manifest.get("name"), "version": self.manifest.get("version"),
                 "sha256": self.manifest["sha256"][:12]}
-
-
-def bundled_locator() -> Path:
-    """The locator installed with the wheel (package ``digitcam_models``), else the repository's models/."""
-    try:
-        from digitcam_models import LOCATOR_PATH
-
-        return Path(LOCATOR_PATH)
-    except ImportError:
-        return REPO_LOCATOR
 
 
 def default_locator(path=None, **options) -> Locator | None:

@@ -2,13 +2,17 @@
 
 Readings go through the durable spool (``device/spool.py``); one pump thread hands the oldest unsent
 messages to paho while the broker is connected, at most ``window`` in flight, and removes each from the
-spool only when the broker has acknowledged it (QoS 1 PUBACK). paho re-sends unacknowledged messages
-itself after a reconnect, so order holds across broker restarts, and the spool holds it across daemon
-restarts. paho reconnects by itself with backoff (``reconnect_delay_set``); there is no reconnect loop here.
+spool only when the broker has acknowledged it (QoS 1 PUBACK). After a connection without a session
+present the in-flight window is rewound: every unacknowledged spool message is handed to paho again, in
+order, before new ones, so a message paho dropped cannot stall delivery (paho may re-send its own copy
+too; QoS 1 allows the duplicate). Order holds across broker restarts, and the spool holds it across
+daemon restarts. paho reconnects by itself with backoff (``reconnect_delay_set``); there is no reconnect
+loop here.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import ssl
@@ -77,7 +81,7 @@ class Publisher:
         self.connected = False
         self._discovery = list(discovery)
         self._camera = OFFLINE
-        self._need = {"online": False, "discovery": False, "camera": False}
+        self._need = {"online": False, "discovery": False, "camera": False, "rewind": False}
         self._acks: deque = deque()
         self._inflight: dict[int, int] = {}  # paho mid -> spool seq; touched only by the pump thread
         self._sent_upto = 0
@@ -163,6 +167,23 @@ class Publisher:
             return False
         return self.client.publish(topic, payload, qos=qos, retain=retain).rc == paho.MQTT_ERR_SUCCESS
 
+    def publish_stats(self, report: dict) -> bool:
+        return self.publish(self.topics.stats, json.dumps(report), qos=0)
+
+    def publish_result(self, reply: dict) -> bool:
+        """A command's answer on ``cmd/result``."""
+        return self.publish(self.topics.command_result, json.dumps(reply))
+
+    def publish_snapshot(self, sensor: str, jpeg: bytes) -> str:
+        """A sensor's annotated frame, retained; returns its topic (also when it was dropped, offline)."""
+        topic = self.topics.snapshot(sensor)
+        self.publish(topic, jpeg, qos=1, retain=True)
+        return topic
+
+    def queue_status(self) -> dict:
+        """For the stats topic: readings waiting in the spool, and whether it fell back to memory."""
+        return {"queue": len(self.spool), "spool_in_memory": self.spool.in_memory}
+
     def set_discovery(self, messages) -> None:
         self._discovery = list(messages)
         self._request("discovery")
@@ -193,6 +214,7 @@ class Publisher:
         if self.config.discovery:
             subscriptions.append((f"{self.config.discovery_prefix}/status", 1))
         client.subscribe(subscriptions)
+        self._need["rewind"] = self._need["rewind"] or not flags.session_present
         self.connected = True
         self._need.update(online=True, discovery=self.config.discovery, camera=True)
         self._wake.set()
@@ -267,6 +289,10 @@ class Publisher:
                 self.spool.remove(seq)
         if not self.connected:
             return
+        if self._need["rewind"]:  # no session: what was in flight may be gone; send it again, oldest first
+            self._need["rewind"] = False
+            self._inflight.clear()
+            self._sent_upto = 0
         if self._need["online"]:
             self._need["online"] = False
             self.client.publish(self.topics.availability, ONLINE, qos=1, retain=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from device import locate
 from device.errors import DigitcamError
 from device.images import load_image
+from device.reader import FrameReader
 
 
 def read_image(recognizer, path: str, use_locator: bool = True, locator=None, annotate_dir: Path | None = None,
@@ -25,19 +25,10 @@ def read_image(recognizer, path: str, use_locator: bool = True, locator=None, an
         frame = load_image(path)
     except DigitcamError as exc:
         return {"image": path, "error": str(exc)}
-    located = use_locator and locator is not None
-    box = locator.find(frame) if located else locate.whole_frame(frame)
-    if box is None:
-        result = {"image": path, "value": None, "confidence": 1.0, "box": None, "digits": [], "ms": 0.0}
-    else:
-        if located:
-            reading, ms = locator.read_box(recognizer, frame, box)
-        else:
-            (reading,), ms = recognizer.read([locate.crop(frame, box)])
-            reading.box = tuple(int(v) for v in box)
-        result = {"image": path, **reading.as_dict(), "ms": round(ms, 3)}
-        if reading.confidence < min_confidence:
-            result.update(value=None, digits=[])
+    reading, ms = FrameReader(recognizer, locator if use_locator else None).find_and_read(frame)
+    result = {"image": path, **reading.as_dict(), "ms": round(ms, 3)}
+    if reading.confidence < min_confidence:
+        result.update(value=None, digits=[])
     if annotate_dir is not None:
         from device.overlay import annotate_to_file
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from device.locate import BOX_UNIT, LOCATOR_KIND, LOCATOR_PREPROCESS, STRIDE, cell_centres, crop, fit_frame
+from device.reader import FrameReader
 
 log = logging.getLogger(__name__)
 
@@ -371,12 +372,10 @@ def find_and_read(locator, recognizer, scenes) -> dict:
     read is lost and a read on a scene without a number becomes null.
     """
     right, null, confidence, has = [], [], [], []
+    reader = FrameReader(recognizer, locator)
     for frame, label, box in scenes:
-        found = locator.find(frame)
-        value, conf = None, 1.0
-        if found is not None:
-            reading, _ = locator.read_box(recognizer, frame, found)
-            value, conf = reading.value, reading.confidence
+        reading, _ = reader.find_and_read(frame)  # no box: no value, confidence 1
+        value, conf = reading.value, reading.confidence
         right.append((value or "") == label)
         null.append(value is None)
         confidence.append(conf)
@@ -402,7 +401,7 @@ def tight_crops(locator, recognizer, n: int, seed: int = TEST_SEED) -> dict:
         box = locator.find(image)
         located = None
         if box is not None:
-            reading, _ = locator.read_box(recognizer, image, box)
+            reading, _ = FrameReader(recognizer, locator).read_box(image, box)
             located = reading.value
         counts["not_found"] += box is None
         counts["whole"] += (whole.value or "") == label
@@ -562,7 +561,7 @@ def contact_sheet(locator, recognizer, scenes, output: Path, cols: int = 6, tile
         found = locator.find(bgr)
         value, conf = None, 0.0
         if found is not None:
-            reading, _ = locator.read_box(recognizer, bgr, found)
+            reading, _ = FrameReader(recognizer, locator).read_box(bgr, found)
             value, conf = reading.value, reading.confidence
         tile = annotate(bgr, found, value, conf)
         if box is not None:
@@ -653,7 +652,7 @@ def main(argv=None) -> int:
         fields = export(args.run, args.output, args.threshold, args.margin, not args.no_refine, metrics=metrics)
         print(f"wrote {args.output} ({fields['size_bytes']} bytes, {fields['macs']} MACs)")
         return 0
-    from device.cli import default_model
+    from device.bundled import default_model
     from device.locate import Locator
     from device.recognize import Recognizer
 

@@ -29,6 +29,7 @@ from device.locate import (
     parse_views,
     view_boxes,
 )
+from device.reader import FrameReader
 from device.recognize import vote
 
 needs_model = pytest.mark.skipif(not REPO_LOCATOR.is_file(), reason="models/locator.tflite is not committed yet")
@@ -225,7 +226,7 @@ def test_plain_walls_and_smooth_gradients_give_no_reading(locator):
         box = locator.find(frame)
         found += box is not None
         if box is not None:
-            reading, _ = locator.read_box(recognizer, frame, box)
+            reading, _ = FrameReader(recognizer, locator).read_box(frame, box)
             assert reading.value is None or reading.confidence < 0.5, reading
     assert found <= 5, found  # 4 % of 200 such frames reach the threshold (docs/LOCATOR.md)
 
@@ -267,13 +268,13 @@ def test_views_read_held_out_scenes_as_well_as_the_box_alone_and_in_one_invoke(l
         box = locator.find(frame)
         if box is None or not label:
             continue
-        reading, _ = locator.read_box(recognizer, frame, box)
+        reading, _ = FrameReader(recognizer, locator).read_box(frame, box)
         assert reading.box == box
         views = [frame[y : y + h, x : x + w] for x, y, w, h in locator.view_boxes(box, frame.shape)]
         each, _ = recognizer.read(views)
         assert (reading.value, reading.digits) == (each[vote(each)].value, each[vote(each)].digits)
         voted_right += reading.value == label
-        single_right += single.read_box(recognizer, frame, box)[0].value == label
+        single_right += FrameReader(recognizer, single).read_box(frame, box)[0].value == label
     assert voted_right >= single_right - 1, (voted_right, single_right)
 
 

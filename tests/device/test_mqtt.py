@@ -132,3 +132,39 @@ def test_camera_availability_is_retained_and_follows_the_source(make_publisher, 
     wait_until(lambda: sub.payloads(TOPICS.camera)[-1:] == [b"online"])
     pub.set_camera(False)
     wait_until(lambda: sub.payloads(TOPICS.camera)[-1:] == [b"offline"])
+
+
+def test_in_flight_messages_the_client_dropped_are_sent_again_in_order_after_a_reconnect(broker, make_publisher):
+    """The broker freezes with readings in flight, paho loses them (its queue cleared, as a client without a
+    session may), the broker comes back empty: the unacknowledged readings go out again first, in order."""
+    import os
+    import signal
+
+    pub = make_publisher()
+    pub.publish_reading("a", json.dumps({"value": "0"}))
+    wait_until(lambda: len(pub.spool) == 0)
+    os.kill(broker.proc.pid, signal.SIGSTOP)  # connected, but no PUBACK will come
+    try:
+        for v in "123":
+            pub.publish_reading("a", json.dumps({"value": v}))
+        wait_until(lambda: len(pub._inflight) == 3)
+        with pub.client._out_message_mutex:
+            pub.client._out_messages.clear()  # the client dropped what it had in flight
+    finally:
+        broker.proc.kill()
+        broker.proc.wait()
+        broker.proc = None
+    handed = []
+    publish = pub.client.publish
+
+    def recording(topic, payload=None, qos=0, retain=False, properties=None):
+        if topic == TOPICS.state("a"):
+            handed.append(json.loads(payload)["value"])
+        return publish(topic, payload, qos=qos, retain=retain, properties=properties)
+
+    pub.client.publish = recording
+    wait_until(lambda: not pub.connected)
+    pub.publish_reading("a", json.dumps({"value": "4"}))
+    broker.start()
+    wait_until(lambda: len(pub.spool) == 0, 15)
+    assert handed == ["1", "2", "3", "4"]

@@ -18,11 +18,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from device.config import SensorConfig
+from device.commands import CommandError, parse_command
 from device.manifest import write_manifest
-from device.recognize import Recognizer
-from device.service import CommandError, Service, build_sensors
-from device.sources import FolderSource
 from tests.faults.conftest import REPO, TOPICS, states, wait_until, write_config
 
 UNITS = [REPO / "systemd" / "digitcam.service", REPO / "ansible" / "roles" / "digitcam" / "templates" /
@@ -132,10 +129,7 @@ def test_bad_config_exits_2_naming_file_line_and_key(tmp_path, model, clip, case
 # ---- command payloads ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def service(model, tmp_path_factory):
-    sensors = build_sensors([SensorConfig(name="number"), SensorConfig(name="other")])
-    return Service(FolderSource(tmp_path_factory.mktemp("unused")), Recognizer(model), sensors)
+SENSORS = ("number", "other")
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -151,10 +145,10 @@ payloads = st.one_of(
 
 @settings(max_examples=500, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(name=st.one_of(st.sampled_from(["read", "snapshot", "reload"]), st.text(max_size=80)), payload=payloads)
-def test_command_parser_accepts_only_documented_commands(service, name, payload):
+def test_command_parser_accepts_only_documented_commands(name, payload):
     """Any name and payload: the documented shape is accepted, everything else is a one-line CommandError."""
     try:
-        args = service._parse_command(name, payload)
+        args = parse_command(name, payload, SENSORS).args
     except CommandError as exc:
         assert "\n" not in str(exc) and len(str(exc)) < 300
         return

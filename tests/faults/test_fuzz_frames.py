@@ -32,7 +32,8 @@ from device.errors import SourceError
 from device.images import check_frame
 from device.oneshot import read_image
 from device.recognize import Recognizer
-from device.service import Service, build_sensors
+from device.reader import build_sensors
+from device.service import Service
 from device.sources import FolderSource
 from tests.faults.conftest import REPO
 
@@ -165,12 +166,16 @@ def fuzz_file(tmp_path_factory):
 
 
 def process_frame(service: Service, frame) -> None:
-    """The daemon path: a frame either counts as processed or as an error logged on one line."""
+    """The daemon path: a frame is exactly one of read (every sensor has a new reading, no error counted) or
+    refused (one error counted, logged on one line, no sensor's reading replaced)."""
     frames, errors = service.frame_no, service.stats.errors
+    before = [sensor.last for sensor in service.sensors]
     service.process(frame)
     assert service.frame_no == frames + 1
-    assert service.stats.errors in (errors, errors + 1)
-    assert all("\n" not in message for message in service._warned)
+    replaced = [sensor.last is not old for sensor, old in zip(service.sensors, before)]
+    counted = service.stats.errors - errors
+    assert (counted, replaced) in ((0, [True] * len(replaced)), (1, [False] * len(replaced))), (counted, replaced)
+    assert all("\n" not in message for message in service.stats.warned)
 
 
 @settings(max_examples=FUZZ_CASES, deadline=timedelta(seconds=30), database=None, derandomize=True,
