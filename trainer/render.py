@@ -639,6 +639,8 @@ def iter_rendered(split: str, rng: np.random.Generator, difficulty: str = "full"
     Crops come grey (what the model sees; fastest) unless ``colour=True`` (contact sheets, scenes);
     ``styles`` keeps to some looks (e.g. ``("drum",)``) for per-domain evaluation sets.
     """
+    if isinstance(styles, str):  # "drum,lcd" from a set name such as rendered:test:500:styles=drum
+        styles = tuple(styles.split(","))
     renderer = Renderer(difficulty, empty_rate, max_len, colour, styles, split=split)
     while True:
         yield renderer.sample(rng)

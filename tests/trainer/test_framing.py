@@ -54,3 +54,11 @@ def test_script_words_hold_no_digit():
     for _, words in framing.SCRIPT_TEXTS:
         assert not any(ch.isdigit() for w in words for ch in w)
     assert len(framing.text_bank()) >= 10
+
+
+def test_margin_range_is_checked_and_honoured():
+    with pytest.raises(ValueError, match="margin"):
+        next(iter_samples("framed", "val", 3, base="rendered", margin=[0.8, 0.2]))
+    snug = [img for img, _ in itertools.islice(iter_samples("framed", "val", 3, base="rendered", margin=[0.0, 0.1]), 8)]
+    loose = [img for img, _ in itertools.islice(iter_samples("framed", "val", 3, base="rendered"), 8)]
+    assert all(s.shape[0] < lo.shape[0] for s, lo in zip(snug, loose))

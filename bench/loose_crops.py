@@ -1,0 +1,70 @@
+"""Loose crops: how well a model reads numbers framed loosely (an ROI or a box with room around it), and
+the same numbers cropped tight, read the ways ``digitcam read`` could read them.
+
+    .venv/bin/python bench/loose_crops.py --models models/digitcam-v1.tflite,models/digitcam.tflite \
+        --split val --n 400 [--covers 0.4,0.6,0.8,never]
+
+Sets: ``framed:<split>`` (rendered numbers in held-out font families and real strips of held-out meters,
+with loose margins and clutter of every family) and the identical numbers without framing
+(``tight=true``). Ways to read: the whole crop as the model's input (``whole``), and through the
+locator with each candidate ``WHOLE_FRAME_COVER`` (a box covering at least that share of the image is
+read as the whole image; ``never`` always reads the located box). Choose the rule on ``--split val``;
+report it on ``test``. Prints a markdown table, then one summary line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from device import locate  # noqa: E402
+from device.reader import FrameReader  # noqa: E402
+from device.recognize import Recognizer  # noqa: E402
+from trainer.sources import iter_samples  # noqa: E402
+from trainer.train_config import VAL_SEED  # noqa: E402
+
+
+def accuracy(reader: FrameReader, samples) -> float:
+    return 100.0 * sum((reader.find_and_read(img)[0].value or "") == lab for img, lab in samples) / len(samples)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="models/digitcam.tflite", help="comma-separated .tflite files")
+    parser.add_argument("--split", default="val", choices=["val", "test"])
+    parser.add_argument("--n", type=int, default=400)
+    parser.add_argument("--covers", default="0.4,0.6,0.8,never")
+    parser.add_argument("--quick", action="store_true", help="40 samples, one cover")
+    args = parser.parse_args(argv)
+    n = 40 if args.quick else args.n
+    covers = ["0.4"] if args.quick else args.covers.split(",")
+    sets = {name: list(itertools.islice(iter_samples("framed", args.split, VAL_SEED, tight=tight), n))
+            for name, tight in (("framed", False), ("tight", True))}
+    locator = locate.default_locator()
+    default_cover = locate.WHOLE_FRAME_COVER
+    print(f"| model | read as | framed:{args.split} | tight | gap |")
+    print("|---|---|---:|---:|---:|")
+    best = {}
+    for path in args.models.split(","):
+        recognizer = Recognizer(path)
+        ways = [("whole", FrameReader(recognizer), None)]
+        ways += [(f"located, cover {c}", FrameReader(recognizer, locator), c) for c in covers]
+        for label, reader, cover in ways:
+            locate.WHOLE_FRAME_COVER = default_cover if cover is None else (
+                float("inf") if cover == "never" else float(cover))
+            framed, tight = accuracy(reader, sets["framed"]), accuracy(reader, sets["tight"])
+            print(f"| {Path(path).name} | {label} | {framed:.1f} % | {tight:.1f} % | {tight - framed:+.1f} |", flush=True)
+            if framed + tight > sum(best.get(path, ("", -1, -1))[1:]):
+                best[path] = (label, framed, tight)
+    locate.WHOLE_FRAME_COVER = default_cover
+    summary = "; ".join(f"{Path(p).name}: best {b[0]} framed {b[1]:.1f} % tight {b[2]:.1f} %" for p, b in best.items())
+    print(f"loose crops ({args.split}, n={n} each): {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
