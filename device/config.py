@@ -8,6 +8,7 @@ environment variable named in the config, never from the command line.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import stat
@@ -77,6 +78,18 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The setup-and-watch page (device/web.py, docs/WEB.md): off unless enabled, local unless a token guards it."""
+
+    enabled: bool = False
+    bind: str = "127.0.0.1"  # any other address needs token_file
+    port: int = 8090
+    token_file: str = ""  # a file holding the page's token; refused if any user may read it
+    fps: float = 4.0  # the live view's frames per second at most (encoded only while someone watches)
+    token: str = field(default="", repr=False)  # read from token_file, not a key
+
+
+@dataclass(frozen=True)
 class SensorConfig:
     """One number in the frame: where it is, and how readings become a published value."""
 
@@ -111,6 +124,7 @@ class Config:
     mqtt: MqttConfig
     sensors: tuple
     path: Path
+    web: WebConfig = WebConfig()
 
     @property
     def state_dir(self) -> Path:
@@ -123,8 +137,8 @@ class Config:
 
 
 # Keys of the password pair and derived values are not settable in the file.
-_NOT_KEYS = {"password"}
-_SECTIONS = {"device": DeviceConfig, "camera": CameraConfig, "mqtt": MqttConfig}
+_NOT_KEYS = {"password", "token"}
+_SECTIONS = {"device": DeviceConfig, "camera": CameraConfig, "mqtt": MqttConfig, "web": WebConfig}
 
 
 def _line_of(text: str, table: str, key: str, index: int | None = None) -> int | None:
@@ -320,6 +334,33 @@ def _check_ranges(check: _Checker, cfg: Config) -> None:
         _check_home_assistant(check, s, i)
 
 
+def is_local_bind(bind: str) -> bool:
+    """Whether only this machine can reach an address: a loopback IP or ``localhost``."""
+    if bind == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_web(check: _Checker, w: WebConfig) -> WebConfig:
+    """The [web] keys; a page reachable from other machines must have a token (it can change the config)."""
+    if not 0 < w.port < 65536:
+        check.fail(f"must be 1..65535, not {w.port}", "web", "port")
+    if not 0 < w.fps <= 30:
+        check.fail(f"must be > 0 and <= 30, not {w.fps}", "web", "fps")
+    if not w.bind:
+        check.fail("must be an address like 127.0.0.1 (this machine only) or 0.0.0.0", "web", "bind")
+    if w.enabled and not w.token_file and not is_local_bind(w.bind):
+        check.fail(f"{w.bind!r} is reachable from other machines: set web.token_file to a file only root and "
+                   "digitcam can read", "web", "bind")
+    token = read_secret(Path(w.token_file), check, "web", "token_file") if w.enabled and w.token_file else ""
+    if w.token_file and w.enabled and len(token) < 16:
+        check.fail(f"{w.token_file} holds a token of {len(token)} characters; use at least 16", "web", "token_file")
+    return replace(w, token=token)
+
+
 def _resolve(base: Path, value: str) -> str:
     """A relative path in the config is relative to the config file, not to the working directory."""
     if not value:
@@ -332,18 +373,21 @@ def _is_path_source(source: str) -> bool:
     return not (source.isdigit() or source == "picamera2" or source.startswith("/dev/") or "://" in source)
 
 
+def read_secret(path: Path, check: _Checker, table: str, key: str) -> str:
+    """A secret from a file that no other user may read (group access is fine: root:digitcam 0640)."""
+    try:
+        mode = path.stat().st_mode
+        if mode & stat.S_IRWXO:
+            check.fail(f"{path} is accessible to all users (mode {stat.filemode(mode)}); chmod o-rwx it", table, key)
+        return path.read_text().strip()
+    except OSError as exc:
+        check.fail(f"cannot read {path}: {exc.strerror or exc}", table, key)
+
+
 def read_password(m: MqttConfig, check: _Checker) -> str:
     """The broker password from its file (not readable by others) or environment variable."""
     if m.password_file:
-        path = Path(m.password_file)
-        try:
-            mode = path.stat().st_mode
-            if mode & stat.S_IRWXO:  # group access is fine: root:digitcam 0640 is the usual setup
-                check.fail(f"{path} is accessible to all users (mode {stat.filemode(mode)}); chmod o-rwx it",
-                           "mqtt", "password_file")
-            return path.read_text().strip()
-        except OSError as exc:
-            check.fail(f"cannot read {path}: {exc.strerror or exc}", "mqtt", "password_file")
+        return read_secret(Path(m.password_file), check, "mqtt", "password_file")
     if m.password_env:
         value = os.environ.get(m.password_env)
         if value is None:
@@ -363,7 +407,7 @@ def parse_config(text: str, path: Path) -> Config:
     for key in data:
         if key not in _SECTIONS and key != "sensor":
             close = difflib.get_close_matches(key, [*_SECTIONS, "sensor"], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else " (known: camera, device, mqtt, sensor)"
+            hint = f" (did you mean {close[0]!r}?)" if close else " (known: camera, device, mqtt, sensor, web)"
             check.fail(f"unknown section{hint}", "", key)
     parts = {name: check.build(cls, data.get(name, {}), name) for name, cls in _SECTIONS.items()}
     sensor_tables = data.get("sensor", [])
@@ -376,7 +420,8 @@ def parse_config(text: str, path: Path) -> Config:
     if _is_path_source(c.source):
         c = replace(c, source=_resolve(base, c.source))
     m = replace(m, **{k: _resolve(base, getattr(m, k)) for k in ("password_file", "ca_file", "cert_file", "key_file")})
-    cfg = Config(device=d, camera=c, mqtt=m, sensors=sensors, path=path)
+    w = _check_web(check, replace(parts["web"], token_file=_resolve(base, parts["web"].token_file)))
+    cfg = Config(device=d, camera=c, mqtt=m, sensors=sensors, path=path, web=w)
     _check_ranges(check, cfg)
     for key in ("ca_file", "cert_file", "key_file"):
         if getattr(m, key) and not Path(getattr(m, key)).is_file():
