@@ -117,3 +117,26 @@ def test_all_black_frames(watched, clip_frames):
     shape = cv2.imread(str(next(clip_frames.iterdir()))).shape
     moved = replace_frames(folder, np.zeros(shape, np.uint8))
     assert_fault_then_recovery(folder, sub, daemon, notify, moved, "blank")
+
+
+def test_read_and_snapshot_commands_during_an_outage_say_camera_offline(watched, subscribe):
+    """No stale frame is read or shown as new while the camera is gone; once it is back, cmd/read reads."""
+    folder, sub, daemon, notify = watched
+    results = subscribe(TOPICS.command_result, TOPICS.state("number"), client_id="commander")
+    moved = replace_frames(folder, None)
+    wait_until(camera_is(sub, b"offline"), 15)
+    states_before = len(results.payloads(TOPICS.state("number")))
+    results.publish(f"{TOPICS.base}/cmd/read", b'{"id": 1}')
+    results.publish(f"{TOPICS.base}/cmd/snapshot", b'{"id": 2}')
+    wait_until(lambda: len(results.payloads(TOPICS.command_result)) == 2, 5)
+    answers = [json.loads(p) for p in results.payloads(TOPICS.command_result)]
+    assert [(a["id"], a["ok"]) for a in answers] == [(1, False), (2, False)]
+    assert all(a["error"].startswith("camera offline: ") for a in answers), answers
+    assert len(results.payloads(TOPICS.state("number"))) == states_before  # nothing re-published as new
+    restore_frames(folder, moved)
+    wait_until(camera_is(sub, b"online"), RECOVERY_S)
+    results.publish(f"{TOPICS.base}/cmd/read", b'{"id": 3}')
+    wait_until(lambda: len(results.payloads(TOPICS.command_result)) == 3, 5)
+    last = json.loads(results.payloads(TOPICS.command_result)[-1])
+    assert last["id"] == 3 and last["ok"] is True and "number" in last["values"]
+    assert daemon.stop() == 0 and "Traceback" not in daemon.log()
