@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -188,3 +189,21 @@ def test_read_while_the_camera_works_is_answered_with_the_values(recognizer):
     (reply,) = publisher.results
     assert reply["ok"] is True and reply["values"] == {"counter": sensors[0].last.value}
     assert sensors[0].last.value == "004711"
+
+
+def test_the_smoother_is_fed_monotonic_time_not_the_wall_clock(recognizer, frame, monkeypatch):
+    """A Pi without a real-time clock jumps its wall clock at NTP sync: hold and rate logic must not see it."""
+    import device.service
+
+    sensor = build_sensors([SensorConfig(name="counter", roi=SAMPLE_ROI)])[0]
+    seen = []
+    update = sensor.smoother.update
+    sensor.smoother.update = lambda reading, now: (seen.append(now), update(reading, now))[1]
+    service = Service(FolderSource(SAMPLE), recognizer, [sensor])
+    jumps = itertools.cycle([1e9, 1e9 - 86400.0, 2e9])  # the wall clock leaps forward, back a day, forward again
+    monkeypatch.setattr(device.service.time, "time", lambda: next(jumps))
+    start = time.monotonic()
+    for _ in range(3):
+        service.process(frame)
+    assert len(seen) == 3 and seen == sorted(seen)
+    assert all(start <= t <= time.monotonic() for t in seen)
