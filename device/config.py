@@ -110,7 +110,7 @@ class SensorConfig:
     digits: int = 0  # wheels on the meter; 0: the length of the first accepted value
     decimals: int = 0  # 004711 with 3 decimals is 4.711
     max_step: int = 1  # counts of the lowest wheel accepted at once; larger rises wait confirm_s
-    confirm_s: float = 10.0  # a carry-violating rise, a jump or a first value stable this long is accepted
+    confirm_s: float = 7.0  # a carry-violating rise, a jump or a first value stable this long is accepted
     rate_window_s: float = 600.0
     raw_interval_s: float = 60.0  # the diagnostic raw entity; 0: none
     stale_after_s: float = 300.0  # no confident read this long: the problem sensor turns on

@@ -129,7 +129,7 @@ class Meter:
 
     def __init__(self, stable_reads: int = 3, window: int = 5, min_confidence: float = 0.5, digits: int = 0,
                  decimals: int = 0, max_rate_per_hour: float = 0.0, accept_after_s: float = 600.0,
-                 max_step: int = 1, confirm_s: float = 10.0, rate_window_s: float = 600.0,
+                 max_step: int = 1, confirm_s: float = 7.0, rate_window_s: float = 600.0,
                  stale_after_s: float = 300.0, refresh_s: float = 0.0, name: str = "meter",
                  store: MeterStore | None = None):
         if not 1 <= stable_reads <= window:
@@ -151,6 +151,9 @@ class Meter:
         self._held_flags: tuple = ()
         self._history: deque = deque()  # (time, cumulative count) of accepted values, for the rate
         self._count = 0
+        self._value_seen_at = float("-inf")  # the accepted value last confirmed by the camera
+        self._last_at: float | None = None  # time of the last reading, and the usual gap between readings
+        self._gap = 0.0
         if store is not None:
             entry = store.get(name)
             if entry is not None and (not digits or len(entry["value"]) == digits):
@@ -213,7 +216,8 @@ class Meter:
 
     def update(self, reading: Reading, now: float) -> Decision | None:
         """Record one reading; return a Decision when the published value should change (or be refreshed)."""
-        candidate = self._fuse(reading)
+        self._forget_after_a_gap(now)
+        candidate = self._fuse(reading, now)
         if candidate is None:
             return None
         value, digits, seen = candidate
@@ -221,15 +225,17 @@ class Meter:
             self._confirm_since = now  # the accepted digits are still seen: the held value is not confirmed yet
         if seen * 2 >= len(digits):  # most wheels read, not only inferred: the camera confirms this value
             self._confident_at = now
+            if value == self.value:
+                self._value_seen_at = now
         if value == self.value:
             self._held = None  # the accepted value is back: the doubtful one was a glitch
             if self.refresh_s > 0 and now - self._published_at >= self.refresh_s and self._confident_at == now:
                 return self._decision(self._reading(value, digits, reading), (REFRESH,), now)
             return None
-        doubts, wrapped = self._judge(value, now)
+        doubts = self._judge(value, now)
         if doubts:
             return self._hold(self._reading(value, digits, reading), doubts, now)
-        return self._accept(self._reading(value, digits, reading), now, (WRAPPED,) if wrapped else ())
+        return self._accept(self._reading(value, digits, reading), now, ())
 
     def set_value(self, value, now: float) -> Decision:
         """Set the accepted value exactly (a new meter, a correction): clears any hold, persists, publishes."""
@@ -245,6 +251,18 @@ class Meter:
 
     # ---- fusion ----------------------------------------------------------------------------------
 
+    def _forget_after_a_gap(self, now: float) -> None:
+        """Reads from before a camera outage or a pause say nothing about the wheels now: drop them."""
+        if self._last_at is not None:
+            gap = now - self._last_at
+            if self._gap == 0.0:
+                self._gap = gap  # the first gap: how often frames come
+            elif gap > max(5.0 * self._gap, 2.0):
+                self._wheels = []
+            else:
+                self._gap = 0.9 * self._gap + 0.1 * gap
+        self._last_at = now
+
     def _width(self, reading: Reading) -> int | None:
         if self.digits:
             return self.digits
@@ -252,7 +270,7 @@ class Meter:
             return len(self.value)
         return len(reading.digits) if reading.value else (len(self._wheels) or None)
 
-    def _fuse(self, reading: Reading) -> tuple[str, list, int] | None:
+    def _fuse(self, reading: Reading, now: float) -> tuple[str, list, int] | None:
         """(value, [(digit, confidence or None)], wheels read) of this frame's candidate from the wheels'
         windows, or None while one cannot be formed."""
         width = self._width(reading)
@@ -265,7 +283,10 @@ class Meter:
             d = reading.digits[i] if usable else None
             wheel.reads.append((d.digit, float(d.confidence)) if d is not None and d.confidence >= self.min_confidence
                                else None)
-        accepted = self.value if self.value is not None and len(self.value) == width else None
+        # An unsure wheel is inferred only from an accepted value the camera confirmed lately: not from one
+        # stored before a restart, left behind by an outage or by a held value that has moved on.
+        current = self.value is not None and len(self.value) == width and now - self._value_seen_at <= self.confirm_s
+        accepted = self.value if current else None
         out: list = [None] * width
         seen = 0
         for i in range(width - 1, -1, -1):  # lowest wheel first: an unsure wheel needs the ones below it
@@ -291,29 +312,28 @@ class Meter:
 
     # ---- plausibility --------------------------------------------------------------------------------
 
-    def _judge(self, value: str, now: float) -> tuple[tuple, bool]:
-        """(doubts, wrapped) of a candidate after the accepted value; no doubts: accept it now."""
+    def _judge(self, value: str, now: float) -> tuple:
+        """Why a candidate after the accepted value is doubtful; empty: accept it now."""
         if self.value is None:
-            return (FIRST,), False
+            return (FIRST,)
         if len(value) != len(self.value):
-            return (JUMP,), False
+            return (JUMP,)
         modulus = 10 ** len(value)
         new, old = int(value), int(self.value)
         delta = (new - old) % modulus
         if delta > modulus // 2:  # backwards (a wrap forwards is a small delta over the top)
-            return (DECREASED,), False
-        wrapped = new < old
+            return (DECREASED,)
         changed = next(i for i, (a, b) in enumerate(zip(value, self.value)) if a != b)
         place = len(value) - 1 - changed  # 0: only the lowest wheel changed
         if self.max_rate_per_hour > 0:
             hours = max(now - self._accepted_at, 1e-9) / 3600.0
             if delta / 10 ** self.decimals / hours > self.max_rate_per_hour:
-                return (RATE_EXCEEDED,), wrapped
+                return (RATE_EXCEEDED,)
         if place > 0 and delta >= 10 ** place:
-            return (CARRY,), wrapped
+            return (CARRY,)
         if delta > self.max_step:
-            return (JUMP,), wrapped
-        return (), wrapped
+            return (JUMP,)
+        return ()
 
     def _hold(self, reading: Reading, doubts: tuple, now: float) -> Decision | None:
         value = reading.value
@@ -354,12 +374,14 @@ class Meter:
     def _accept(self, reading: Reading, now: float, flags: tuple, source: str = "reading") -> Decision:
         old = self.value
         self.value = reading.value
-        self._accepted_at = now
+        self._accepted_at = self._value_seen_at = now
         self._held = None
         if old is None or len(old) != len(reading.value) or DECREASED in flags or SET_VALUE in flags:
             self._history.clear()
         else:
             self._count += (int(reading.value) - int(old)) % 10 ** len(reading.value)
+            if int(reading.value) < int(old):  # counted forwards over the top
+                flags += (WRAPPED,)
         self._history.append((now, self._count))
         if self.store is not None:
             self.store.put(self.name, reading.value, now, source)

@@ -204,3 +204,32 @@ def test_from_config_builds_a_meter_for_meters_and_a_smoother_for_numbers(tmp_pa
     assert isinstance(meter, Meter) and (meter.digits, meter.decimals, meter.max_step) == (6, 3, 2)
     assert meter.refresh_s == pytest.approx(3600.0 / 3)
     assert isinstance(Smoother.from_config(SensorConfig(name="h")), Smoother)
+
+
+def test_reads_from_before_a_camera_outage_are_forgotten():
+    meter = started("004711")
+    feed(meter, ["004711"] * 6 + ["004712"] * 2, start=1.0)  # 004712 seen twice, not yet stable
+    assert meter.value == "004711"
+    # 2 min later (water ran meanwhile): one more 004712 must not make the stale pair stable
+    assert feed(meter, ["004724"], start=125.0) == []
+    assert meter.value == "004711"
+
+
+def test_slow_frame_rates_still_become_stable():
+    meter = started("004711")
+    assert feed(meter, ["004712"] * 4, start=10.0, step=10.0) == [(30.0, "004712", ())]
+
+
+def test_an_unsure_wheel_is_not_inferred_from_an_accepted_value_the_camera_has_not_confirmed(tmp_path):
+    store = MeterStore(tmp_path / "meters.json")
+    Meter(name="w", store=store).set_value("004736", 0.0)
+    meter = Meter(name="w", store=MeterStore(tmp_path / "meters.json"))  # restarted; the meter ran on meanwhile
+    # tens wheel unsure, units read 7: inferring "3" from the stored 004736 would publish 004737
+    assert feed(meter, [r("004757", unsure=(4,))] * 10, start=100.0) == []
+    assert meter.value == "004736"
+
+
+def test_a_wrap_after_a_burst_the_camera_could_not_follow_is_flagged_wrapped():
+    meter = started("999994", digits=6, confirm_s=5.0)
+    decisions = feed(meter, ["000012"] * 20, start=1.0)
+    assert decisions[0][1:] == ("000012", (JUMP, ACCEPTED_AFTER_HOLD, WRAPPED))
