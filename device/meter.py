@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,8 +131,8 @@ class Meter:
     def __init__(self, stable_reads: int = 3, window: int = 5, min_confidence: float = 0.5, digits: int = 0,
                  decimals: int = 0, max_rate_per_hour: float = 0.0, accept_after_s: float = 600.0,
                  max_step: int = 1, confirm_s: float = 7.0, rate_window_s: float = 600.0,
-                 stale_after_s: float = 300.0, refresh_s: float = 0.0, name: str = "meter",
-                 store: MeterStore | None = None):
+                 stale_after_s: float = 300.0, refresh_s: float = 0.0, raw_interval_s: float = 0.0,
+                 name: str = "meter", store: MeterStore | None = None):
         if not 1 <= stable_reads <= window:
             raise ValueError(f"want 1 <= stable_reads <= window, not {stable_reads} of {window}")
         self.stable_reads, self.window, self.min_confidence = stable_reads, window, min_confidence
@@ -139,9 +140,10 @@ class Meter:
         self.max_rate_per_hour, self.accept_after_s = max_rate_per_hour, accept_after_s
         self.max_step, self.confirm_s = max_step, confirm_s
         self.rate_window_s, self.stale_after_s, self.refresh_s = rate_window_s, stale_after_s, refresh_s
-        self.name, self.store = name, store
+        self.raw_interval_s = raw_interval_s
+        self.name, self.store = name, None
         self.value: str | None = None  # the last accepted value (digit string)
-        self._accepted_at = 0.0
+        self._accepted_at: float | None = None  # None: accepted before this start (times are monotonic)
         self._published_at = 0.0
         self._confident_at: float | None = None  # the last frame whose fused candidate was complete
         self._wheels: list[_Wheel] = []
@@ -154,14 +156,23 @@ class Meter:
         self._value_seen_at = float("-inf")  # the accepted value last confirmed by the camera
         self._last_at: float | None = None  # time of the last reading, and the usual gap between readings
         self._gap = 0.0
+        self._raw_at: float | None = None
+        self._problem_said: tuple | None = None
         if store is not None:
-            entry = store.get(name)
-            if entry is not None and (not digits or len(entry["value"]) == digits):
-                self.value, self._accepted_at = entry["value"], float(entry.get("at", 0.0))
-                log.info("%s: last accepted value %s (from %s)", name, self.value, store.path)
-            elif entry is not None:
-                log.warning("%s: stored value %s has not %d digits; confirming a first value again", name,
-                            entry["value"], digits)
+            self.attach(store)
+
+    def attach(self, store: MeterStore) -> None:
+        """Keep the accepted value in ``store`` from now on; start from the value stored there, if any."""
+        self.store = store
+        entry = store.get(self.name)
+        if self.value is not None or entry is None:
+            return
+        if self.digits and len(entry["value"]) != self.digits:
+            log.warning("%s: stored value %s has not %d digits; confirming a first value again", self.name,
+                        entry["value"], self.digits)
+            return
+        self.value = entry["value"]
+        log.info("%s: last accepted value %s (from %s)", self.name, self.value, store.path)
 
     @classmethod
     def from_config(cls, sensor, store: MeterStore | None = None) -> "Meter":
@@ -169,7 +180,8 @@ class Meter:
                    digits=sensor.digits, decimals=sensor.decimals, max_rate_per_hour=sensor.max_rate_per_hour,
                    accept_after_s=sensor.accept_after_s, max_step=sensor.max_step, confirm_s=sensor.confirm_s,
                    rate_window_s=sensor.rate_window_s, stale_after_s=sensor.stale_after_s,
-                   refresh_s=sensor.expire_after_s / 3.0, name=sensor.name, store=store)
+                   refresh_s=sensor.expire_after_s / 3.0, raw_interval_s=sensor.raw_interval_s, name=sensor.name,
+                   store=store)
 
     # ---- what the service asks -------------------------------------------------------------------
 
@@ -182,9 +194,26 @@ class Meter:
         """Why the value cannot be trusted right now (a held value, no confident read lately), or None."""
         if self._held is not None:
             return f"held {self._held}: {', '.join(self._held_flags)}"
-        if self._confident_at is None or now - self._confident_at > self.stale_after_s:
+        if self._confident_at is None:
+            return "no confident read yet"
+        if now - self._confident_at > self.stale_after_s:
             return f"no confident read for {self.stale_after_s:g} s"
         return None
+
+    def signals(self, reading: Reading | None, now: float, camera_online: bool = True) -> list[tuple]:
+        """(topic suffix, JSON payload, retain) to publish besides the value: the latest per-frame reading
+        at most every ``raw_interval_s``, and the problem state whenever it changes."""
+        out = []
+        if reading is not None and self.raw_interval_s > 0 and (
+                self._raw_at is None or now - self._raw_at >= self.raw_interval_s):
+            self._raw_at = now
+            out.append(("raw", json.dumps(reading.as_dict()), True))
+        reason = "camera offline" if not camera_online else self.problem(now)
+        said = ("ON" if reason else "OFF", reason)
+        if said != self._problem_said:
+            self._problem_said = said
+            out.append(("problem", json.dumps({"state": said[0], "reason": reason}), True))
+        return out
 
     def numeric(self, value: str) -> float:
         """The digit string as the meter means it: ``004711`` with 3 decimals is 4.711."""
@@ -325,7 +354,7 @@ class Meter:
             return (DECREASED,)
         changed = next(i for i, (a, b) in enumerate(zip(value, self.value)) if a != b)
         place = len(value) - 1 - changed  # 0: only the lowest wheel changed
-        if self.max_rate_per_hour > 0:
+        if self.max_rate_per_hour > 0 and self._accepted_at is not None:
             hours = max(now - self._accepted_at, 1e-9) / 3600.0
             if delta / 10 ** self.decimals / hours > self.max_rate_per_hour:
                 return (RATE_EXCEEDED,)
@@ -384,7 +413,7 @@ class Meter:
                 flags += (WRAPPED,)
         self._history.append((now, self._count))
         if self.store is not None:
-            self.store.put(self.name, reading.value, now, source)
+            self.store.put(self.name, reading.value, time.time(), source)
         return self._decision(reading, flags, now)
 
     def _decision(self, reading: Reading, flags: tuple, now: float) -> Decision:

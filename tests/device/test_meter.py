@@ -233,3 +233,39 @@ def test_a_wrap_after_a_burst_the_camera_could_not_follow_is_flagged_wrapped():
     meter = started("999994", digits=6, confirm_s=5.0)
     decisions = feed(meter, ["000012"] * 20, start=1.0)
     assert decisions[0][1:] == ("000012", (JUMP, ACCEPTED_AFTER_HOLD, WRAPPED))
+
+
+def test_signals_give_the_raw_reading_at_most_every_raw_interval_and_problem_changes_once():
+    meter = started("004711", raw_interval_s=10.0, stale_after_s=30.0)
+    sent = []
+    for i in range(60):  # 30 s of frames at 2/s, the value confirmed all along
+        now = 1.0 + i * 0.5
+        reading = r("004711")
+        meter.update(reading, now)
+        sent += [(now, topic, json.loads(payload)) for topic, payload, _ in meter.signals(reading, now)]
+    raws = [t for t, topic, _ in sent if topic == "raw"]
+    assert raws == [1.0, 11.0, 21.0]
+    problems = [(t, p["state"]) for t, topic, p in sent if topic == "problem"]
+    assert problems == [(1.0, "ON"), (2.0, "OFF")]  # on until the wheels are first stable, then off for good
+    camera_off = meter.signals(None, 31.0, camera_online=False)
+    assert [(topic, json.loads(p)) for topic, p, _ in camera_off] == [
+        ("problem", {"state": "ON", "reason": "camera offline"})]
+    stale = meter.signals(None, 100.0)
+    assert json.loads(stale[0][1]) == {"state": "ON", "reason": "no confident read for 30 s"}
+
+
+def test_a_held_value_turns_the_problem_on():
+    meter = started("004711")
+    feed(meter, ["004811"] * 4, start=1.0)
+    (topic, payload, retain), = meter.signals(None, 3.0)
+    assert topic == "problem" and retain and json.loads(payload)["reason"] == "held 004811: carry"
+
+
+def test_attach_loads_the_stored_value_and_keeps_it_from_then_on(tmp_path):
+    path = tmp_path / "meters.json"
+    MeterStore(path).put("water", "004711", 0.0, "set_value")
+    meter = Smoother.from_config(SensorConfig(name="water", mode="meter"))
+    meter.attach(MeterStore(path))
+    assert meter.value == "004711"
+    feed(meter, ["004712"] * 3)
+    assert json.loads(path.read_text())["water"]["value"] == "004712"
