@@ -43,15 +43,18 @@ class Backoff:
 
 
 class Source:
-    """Base of all sources: pacing to ``fps`` and the counters the stats report."""
+    """Base of all sources: pacing to ``fps``, the frame check, the counters the stats report, and for live
+    sources the grabber thread (``_start_grabber``, ``_grabbed``, ``_stop_grabber``)."""
 
     live = False
+    read_timeout_s = 5.0
 
     def __init__(self, name: str, fps: float = 0.0):
         self.name = name
         self.dropped = 0  # frames the camera delivered that were never read (we were busy)
         self._interval = 1.0 / fps if fps > 0 else 0.0
         self._due = 0.0
+        self._grabber: LatestFrame | None = None
 
     def open(self) -> None:
         raise NotImplementedError
@@ -62,13 +65,28 @@ class Source:
             if self._due > now:
                 time.sleep(self._due - now)
             self._due = max(self._due, now) + self._interval
-        return self._read()
+        frame = self._read()
+        return frame if frame is None else check_frame(frame, f"frame from {self.name}")
 
     def _read(self) -> np.ndarray | None:
         raise NotImplementedError
 
     def close(self) -> None:
         pass
+
+    def _start_grabber(self, grab) -> None:
+        self._grabber = LatestFrame(self.name, grab, self.read_timeout_s)
+
+    def _grabbed(self) -> np.ndarray:
+        """The newest frame from the grabber (waiting up to ``read_timeout_s``), counting the dropped ones."""
+        frame = self._grabber.get()
+        self.dropped = self._grabber.dropped
+        return frame
+
+    def _stop_grabber(self) -> None:
+        if self._grabber is not None:
+            self._grabber.stop()
+            self._grabber = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"
@@ -168,7 +186,6 @@ class OpenCVSource(Source):
         self.loop = loop
         self.read_timeout_s = read_timeout_s
         self._cap = None
-        self._grabber: LatestFrame | None = None
         self._buffer = None
 
     def open(self) -> None:
@@ -187,7 +204,7 @@ class OpenCVSource(Source):
                 cap.set(cv2.CAP_PROP_FPS, self.fps)
         self._cap = cap
         if self.live:
-            self._grabber = LatestFrame(self.name, self._grab, self.read_timeout_s)
+            self._start_grabber(self._grab)
         log.info("opened %s (%dx%d)", self.name, int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
                  int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
 
@@ -199,9 +216,7 @@ class OpenCVSource(Source):
         if self._cap is None:
             raise SourceError(f"{self.name} is not open")
         if self._grabber is not None:
-            frame = self._grabber.get()
-            self.dropped = self._grabber.dropped
-            return check_frame(frame, f"frame from {self.name}")
+            return self._grabbed()
         ok, frame = self._cap.read(self._buffer)  # reuse one buffer: no allocation per frame
         if not ok and (self.loop or not Path(self.target).is_file()):
             if not Path(self.target).is_file():  # an open file outlives its unlinking: check the name
@@ -216,9 +231,7 @@ class OpenCVSource(Source):
         return frame
 
     def close(self) -> None:
-        if self._grabber is not None:
-            self._grabber.stop()
-            self._grabber = None
+        self._stop_grabber()
         if self._cap is not None:
             self._cap.release()
             self._cap = None
@@ -242,7 +255,6 @@ class PicameraSource(Source):
         self.width, self.height, self.fps = width or 1280, height or 720, fps
         self.read_timeout_s = read_timeout_s
         self._camera = None
-        self._grabber: LatestFrame | None = None
 
     def open(self) -> None:
         try:
@@ -254,19 +266,15 @@ class PicameraSource(Source):
         except Exception as exc:  # picamera2 raises IndexError, RuntimeError, ... when no camera is attached
             raise SourceError(f"Pi camera cannot be started: {exc.__class__.__name__}: {exc}") from None
         self._camera = camera
-        self._grabber = LatestFrame(self.name, lambda: camera.capture_array("main"), self.read_timeout_s)
+        self._start_grabber(lambda: camera.capture_array("main"))
 
     def _read(self) -> np.ndarray:
         if self._grabber is None:
             raise SourceError("Pi camera is not open")
-        frame = self._grabber.get()
-        self.dropped = self._grabber.dropped
-        return frame
+        return self._grabbed()
 
     def close(self) -> None:
-        if self._grabber is not None:
-            self._grabber.stop()
-            self._grabber = None
+        self._stop_grabber()
         if self._camera is not None:
             try:
                 self._camera.stop()

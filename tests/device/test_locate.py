@@ -210,7 +210,7 @@ def test_plain_walls_and_smooth_gradients_give_no_reading(locator):
     read with confidence, and few are even boxed (locator v2 boxed 12 of these 60, v3 2)."""
     pytest.importorskip("trainer.scenes")
     from device.recognize import Recognizer
-    from tests.device.test_runtime import MODEL
+    from tests.support import MODEL
     from trainer import effects
     from trainer.scenes import plain_background
 
@@ -258,7 +258,7 @@ def test_an_image_that_is_already_a_tight_crop_is_read_whole(locator):
 @needs_model
 def test_views_read_held_out_scenes_as_well_as_the_box_alone_and_in_one_invoke(locator, scenes):
     from device.recognize import Recognizer
-    from tests.device.test_runtime import MODEL
+    from tests.support import MODEL
 
     recognizer = Recognizer(MODEL)
     assert len(locator.views) >= 2  # chosen on val by `python -m trainer.locator_train views --write`

@@ -9,7 +9,7 @@ from device.config import MqttConfig
 from device.mqtt import Publisher, Topics
 from device.spool import Spool
 
-from tests.device.conftest import wait_until
+from tests.support import wait_until
 
 TOPICS = Topics("digitcam", "bench")
 DISCOVERY = [("homeassistant/sensor/bench/a/config", '{"name": "a"}', True)]

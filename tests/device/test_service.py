@@ -1,12 +1,12 @@
 """The daemon end to end: a real ``digitcam run`` process, a real mosquitto, a real int8 model, real videos.
 
-The clip is a video of rendered numbers (each shown for a few frames); the values the daemon should
-publish are worked out independently by reading the same video with the recognizer and a smoother.
+The clip is a video of numbers drawn with OpenCV (each shown for a few frames), read by the committed model;
+the values the daemon should publish are worked out independently by reading the same video with the
+recognizer and a smoother. Nothing here needs TensorFlow.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,171 +23,17 @@ import pytest
 
 from device.build import Parts
 from device.contract import Reading
-from device.mqtt import Topics
 from device.notify import Notifier
 from device.recognize import Recognizer
 from device.reader import build_sensors
 from device.service import Service
 from device.config import SensorConfig
-from device.smooth import Smoother
 from device.sources import FolderSource, OpenCVSource
 
-from tests.device.conftest import wait_until
-
-REPO = Path(__file__).resolve().parents[2]
-FRAME_H, FRAME_W = 120, 320
-ROI = (40, 30, 240, 60)
-FRAMES_PER_VALUE = 5
-STABLE = dict(stable_reads=3, window=5, min_confidence=0.3)
-DEVICE = "testcam"
-TOPICS = Topics("digitcam", DEVICE)
-
-
-@pytest.fixture(scope="session")
-def model(request) -> Path:
-    """The session's tiny real int8 model; DIGITCAM_TEST_MODEL points the daemon tests at another one."""
-    override = os.environ.get("DIGITCAM_TEST_MODEL")
-    return Path(override) if override else request.getfixturevalue("tiny_model")
-
-
-def number_frame(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A BGR frame with the crop letterboxed into ROI on a noisy grey background."""
-    frame = rng.normal(128, 12, (FRAME_H, FRAME_W)).clip(0, 255).astype(np.uint8)
-    x, y, w, h = ROI
-    scale = min(w / crop.shape[1], h / crop.shape[0])
-    cw, ch = max(1, int(crop.shape[1] * scale)), max(1, int(crop.shape[0] * scale))
-    window = np.full((h, w), int(np.median(crop)), np.uint8)
-    window[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw] = cv2.resize(crop, (cw, ch))
-    frame[y:y + h, x:x + w] = window
-    return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-
-
-@pytest.fixture(scope="session")
-def clip(tmp_path_factory):
-    """(video path, labels): 8 rendered numbers, each shown for FRAMES_PER_VALUE frames, MJPG in AVI."""
-    from trainer.sources import iter_samples
-
-    samples = [(img, label) for img, label in itertools.islice(
-        iter_samples("rendered", "test", 11, difficulty="easy"), 40) if label]
-    labels, crops = [], []
-    for img, label in samples:  # neighbours must differ, or two values merge into one
-        if not labels or labels[-1] != label:
-            labels.append(label)
-            crops.append(img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
-        if len(labels) == 8:
-            break
-    path = tmp_path_factory.mktemp("clip") / "numbers.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (FRAME_W, FRAME_H))
-    rng = np.random.default_rng(0)
-    for crop in crops:
-        for _ in range(FRAMES_PER_VALUE):
-            writer.write(number_frame(crop, rng))
-    writer.release()
-    return path, labels
-
-
-@pytest.fixture(scope="session")
-def expected(model, clip):
-    """The stable values of one pass over the clip, found without the daemon: source -> ROI -> model -> smoother."""
-    recognizer = Recognizer(model)
-    smoother = Smoother(**STABLE)
-    source = OpenCVSource(str(clip[0]), live=False)
-    source.open()
-    values = []
-    x, y, w, h = ROI
-    while (frame := source.read()) is not None:
-        (reading,), _ = recognizer.read([frame[y:y + h, x:x + w]])
-        decision = smoother.update(reading, 0.0)
-        if decision is not None:
-            values.append(decision.reading.value)
-    source.close()
-    assert values, "the model reads no stable value in the clip: the test clip or model is broken"
-    return values
-
-
-def write_config(directory: Path, model: Path, source, broker=None, *, loop=False, fps=0.0, mqtt_extra="",
-                 sensor_extra="", name="digitcam.toml") -> Path:
-    mqtt = (f'host = "{broker.host}"\nport = {broker.port}\nreconnect_min_s = 1\nreconnect_max_s = 1\n'
-            f'keepalive = 5\nstats_interval_s = 1\n{mqtt_extra}') if broker else 'host = ""'
-    text = f"""
-[device]
-name = "{DEVICE}"
-state_dir = "{directory / 'state'}"
-model = "{model}"
-flush_timeout_s = 3
-
-[camera]
-source = "{source}"
-loop = {str(loop).lower()}
-fps = {fps}
-retry_min_s = 0.2
-retry_max_s = 1.0
-
-[mqtt]
-{mqtt}
-
-[[sensor]]
-name = "number"
-roi = {list(ROI)}
-stable_reads = {STABLE['stable_reads']}
-window = {STABLE['window']}
-min_confidence = {STABLE['min_confidence']}
-{sensor_extra}
-"""
-    path = directory / name
-    path.write_text(text)
-    return path
-
-
-class Daemon:
-    """``python -m device.cli run`` as a subprocess, its stdout (JSON lines) and stderr (log) in files."""
-
-    def __init__(self, config: Path, *args: str, env: dict | None = None, preexec=None):
-        """``env`` adds variables (e.g. a NOTIFY_SOCKET); ``preexec`` runs in the child (e.g. resource limits)."""
-        self.out = config.with_suffix(".out")
-        self.err = config.with_suffix(".err")
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-        full_env.pop("NOTIFY_SOCKET", None)
-        full_env.update(env or {})
-        with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "device.cli", "run", "--config", str(config), *args],
-                                         stdout=out, stderr=err, env=full_env, cwd=REPO, preexec_fn=preexec)
-
-    def printed(self) -> list[dict]:
-        """Complete JSON lines so far (a line still being written has no newline yet)."""
-        text = self.out.read_text()
-        return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
-
-    def log(self) -> str:
-        return self.err.read_text()
-
-    def wait(self, timeout: float = 30) -> int:
-        return self.proc.wait(timeout)
-
-    def stop(self, sig=signal.SIGTERM, timeout: float = 20) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
-
-
-@pytest.fixture
-def daemons():
-    started = []
-
-    def start(config: Path, *args: str, **options) -> Daemon:
-        daemon = Daemon(config, *args, **options)
-        started.append(daemon)
-        return daemon
-
-    yield start
-    for daemon in started:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
-
-
-def states(sub) -> list[dict]:
-    return [json.loads(p) for p in sub.payloads(TOPICS.state("number"))]
+from tests.support import (
+    DEVICE, FRAME_H, FRAME_W, REPO, ROI, STABLE, TOPICS, NotifyListener, Subscriber, states, wait_until, write_config,
+    write_frames,
+)
 
 
 def test_video_to_retained_state_and_last_will_on_kill(tmp_path, model, clip, expected, broker, subscribe, daemons):
@@ -228,8 +73,6 @@ def test_discovery_published_and_resent_when_home_assistant_restarts(tmp_path, m
 
 @pytest.mark.parametrize("outage_s", [3.0])
 def test_broker_outage_loses_no_reading_and_keeps_order(tmp_path, model, clip, make_broker, daemons, outage_s):
-    from tests.device.conftest import Subscriber
-
     broker = make_broker(persistent=True)
     sub = Subscriber(broker, (TOPICS.state("number"),), "outage-watcher", persistent=True)
     try:
@@ -324,8 +167,6 @@ def test_missing_camera_retries_without_crashing_and_stops_cleanly(tmp_path, mod
 
 
 def test_spooled_readings_are_delivered_by_the_next_run(tmp_path, model, clip, expected, make_broker, daemons):
-    from tests.device.conftest import Subscriber
-
     broker = make_broker()
     broker.stop()  # the first run finds no broker
     first = daemons(write_config(tmp_path, model, clip[0], broker))
@@ -345,19 +186,6 @@ def test_spooled_readings_are_delivered_by_the_next_run(tmp_path, model, clip, e
 
 
 # ---- the Service in-process, with real parts ------------------------------------------------------------
-
-
-def write_frames(video: Path, folder: Path, suffix: str) -> Path:
-    """Every frame of ``video`` as ``0000<suffix>``, ``0001<suffix>``, ... in ``folder``: a folder source."""
-    folder.mkdir(parents=True, exist_ok=True)
-    source = OpenCVSource(str(video), live=False)
-    source.open()
-    i = 0
-    while (frame := source.read()) is not None:
-        cv2.imwrite(str(folder / f"{i:04d}{suffix}"), frame)
-        i += 1
-    source.close()
-    return folder
 
 
 @pytest.fixture
@@ -410,39 +238,9 @@ def test_reload_keeps_unchanged_sensors_and_refuses_bad_config(model, frames_fol
     assert [s.name for s in service.sensors] == ["number", "other"]
 
 
-class NotifyListener:
-    """A datagram socket standing in for systemd's $NOTIFY_SOCKET, read by a thread so it never fills."""
-
-    def __init__(self, address: str):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(address)
-        self.sock.settimeout(0.1)
-        self.messages: list[str] = []
-        self._running = True
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self):
-        while self._running:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except socket.timeout:
-                continue
-
-    def take(self) -> list[str]:
-        time.sleep(0.2)
-        out, self.messages = self.messages, []
-        return out
-
-    def close(self):
-        self._running = False
-        self._thread.join(2)
-        self.sock.close()
-
-
 def test_sd_notify_ready_watchdog_only_while_frames_flow(tmp_path, model, frames_folder):
-    listener = NotifyListener(str(tmp_path / "notify.sock"))
-    notifier = Notifier(address=listener.sock.getsockname(), watchdog_usec="20000")  # feed every 10 ms
+    listener = NotifyListener(tmp_path / "notify.sock")
+    notifier = Notifier(address=listener.path, watchdog_usec="20000")  # feed every 10 ms
     try:
         service = Service(FolderSource(frames_folder, fps=100), Recognizer(model), [sensor()], notifier=notifier)
         service.run()

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from device.commands import CommandError, parse_command
 from device.manifest import write_manifest
-from tests.faults.conftest import REPO, TOPICS, states, wait_until, write_config
+from tests.support import REPO, TOPICS, states, wait_until, write_config
 
 UNITS = [REPO / "systemd" / "digitcam.service", REPO / "ansible" / "roles" / "digitcam" / "templates" /
          "digitcam.service.j2"]

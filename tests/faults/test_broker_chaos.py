@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 
-from tests.faults.conftest import ANONYMOUS, Subscriber, TOPICS, printed, received_in_order, wait_until, write_config
+from tests.support import ANONYMOUS, Subscriber, TOPICS, printed, received_in_order, wait_until, write_config
 
 RESTARTS = 10
 

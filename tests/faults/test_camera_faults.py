@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.faults.conftest import TOPICS, wait_until, write_config
+from tests.support import TOPICS, wait_until, write_config
 
 WATCHDOG_USEC = "200000"  # the daemon feeds every 0.1 s while frames flow
 RECOVERY_S = 5.0

@@ -17,7 +17,7 @@ import sys
 import time
 
 from device.spool import Spool
-from tests.faults.conftest import REPO, reading_key, Subscriber, TOPICS, printed, received_in_order, wait_until, write_config
+from tests.support import REPO, reading_key, Subscriber, TOPICS, printed, received_in_order, wait_until, write_config
 
 
 def spooled(directory) -> list[tuple[int, str]]:

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from tests.faults.conftest import ANONYMOUS, REPO, Subscriber, TOPICS, printed, received_in_order, wait_until, write_config
+from tests.support import ANONYMOUS, REPO, Subscriber, TOPICS, printed, received_in_order, wait_until, write_config
 
 DEGRADED = "spooling in memory until restart"
 

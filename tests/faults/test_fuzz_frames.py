@@ -35,7 +35,7 @@ from device.recognize import Recognizer
 from device.reader import build_sensors
 from device.service import Service
 from device.sources import FolderSource
-from tests.faults.conftest import REPO
+from tests.support import REPO
 
 FUZZ_CASES = int(os.environ.get("DIGITCAM_FUZZ_CASES", 10_000))  # fewer while developing
 ENCODINGS = (".png", ".jpg", ".bmp", ".tiff", ".webp", ".pgm")

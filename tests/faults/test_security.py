@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.faults.conftest import TOPICS, openssl, wait_until, write_config
+from tests.support import TOPICS, openssl, wait_until, write_config
 
 USER = "digitcam"
 PASSWORD = "s3cret-for-tests"
