@@ -70,6 +70,7 @@ class Service:
         self._reload_requested = False
         self._commands: deque = deque(maxlen=64)
         self._next_stats = time.monotonic() + stats_interval_s
+        self.web = None  # device.web.WebState while the page is on: it is handed frames, publishes and calls
         self._handlers = {"read": self._cmd_read, "snapshot": self._cmd_snapshot, "reload": self._cmd_reload}
 
     @property
@@ -146,6 +147,8 @@ class Service:
             decision = sensor.smoother.update(reading, now)
             if decision is not None:
                 self._publish(sensor, decision.reading, decision.flags)
+        if self.web is not None:
+            self.web.frame(frame, self.frame_no, self.sensors, ms)
         self.notifier.frame_processed()
 
     def _unusable(self, message: str, exc: Exception | None = None) -> None:
@@ -162,6 +165,8 @@ class Service:
         }
         log.info("%s: %s (%.2f)%s", sensor.name, reading.value, reading.confidence,
                  f" [{', '.join(flags)}]" if flags else "")
+        if self.web is not None:
+            self.web.published(sensor.name, payload)
         if self.publisher is not None:
             self.publisher.publish_reading(sensor.name, json.dumps(payload))
         if self.printer is not None:
@@ -172,6 +177,8 @@ class Service:
     def _between_frames(self) -> None:
         while self._commands:
             self._run_command(*self._commands.popleft())
+        if self.web is not None:
+            self.web.run_calls()
         if self._reload_requested:
             self._reload_requested = False
             self.reload()
@@ -316,6 +323,9 @@ def main(args) -> int:
         log.warning("no [mqtt] host configured and no --print: readings go nowhere but the log")
     printer = (lambda line: print(line, flush=True)) if args.print_readings else None
     service, publisher = build_service(cfg, printer=printer)
+    from device.web import start_web
+
+    web = start_web(cfg, service)  # before the broker: a port in use is a one-line error naming web.port
     if publisher is not None:
         publisher.start()
     signal.signal(signal.SIGTERM, service.stop)
@@ -326,3 +336,6 @@ def main(args) -> int:
     except BrokenPipeError:  # --print piped into head: stop quietly
         sys.stderr.close()
         return 0
+    finally:
+        if web is not None:
+            web.close()

@@ -28,7 +28,7 @@ if command -v apt-get >/dev/null; then
       fonts-urw-base35 fonts-dseg fonts-noto-core tesseract-ocr ansible ansible-lint systemd \
       fonts-ocr-a fonts-ocr-b fonts-opendin fonts-b612 fonts-bebas-neue fonts-roboto-unhinted fonts-open-sans \
       fonts-cantarell fonts-league-spartan fonts-jura fonts-3270 fonts-comic-neue fonts-hack fonts-inconsolata \
-      fonts-lato fonts-dosis fonts-courier-prime fonts-adf-mekanus
+      fonts-lato fonts-dosis fonts-courier-prime fonts-adf-mekanus chromium chromium-driver
   fi
 fi
 
