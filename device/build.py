@@ -13,10 +13,14 @@ from pathlib import Path
 
 from device.bundled import default_model
 from device.config import Config, describe, load_config
+from device.meter import attach_store
 from device.reader import build_sensors
 from device.sources import build_source
 
 log = logging.getLogger("device.service")
+
+METER_STATE = "meters.json"  # in the state directory: each meter sensor's last accepted value
+DISCOVERY_LEDGER = "discovery.json"  # the discovery topics announced last, to remove those of dropped sensors
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,12 @@ def topics_for(cfg: Config):
 
 
 def discovery_for(cfg: Config, recognizer) -> list:
-    from device.discovery import discovery_messages
+    from device.discovery import discovery_messages, with_removals
 
-    if not cfg.mqtt.discovery:
+    if not (cfg.mqtt.discovery and cfg.mqtt.host):
         return []
-    return discovery_messages(topics_for(cfg), cfg.sensors, recognizer.describe(), cfg.mqtt.discovery_prefix)
+    messages = discovery_messages(topics_for(cfg), cfg.sensors, recognizer.describe(), cfg.mqtt.discovery_prefix)
+    return with_removals(messages, cfg.state_dir / DISCOVERY_LEDGER)  # removed sensors leave HA too
 
 
 def build_parts(cfg: Config, previous_sensors=(), source=None, new_source: bool = True) -> Parts:
@@ -70,7 +75,9 @@ def build_parts(cfg: Config, previous_sensors=(), source=None, new_source: bool 
     recognizer = build_recognizer(cfg)
     if source is None and new_source:
         source = build_source(cfg.camera)
-    return Parts(recognizer=recognizer, sensors=build_sensors(cfg.sensors, previous_sensors),
+    sensors = build_sensors(cfg.sensors, previous_sensors)
+    attach_store(sensors, cfg.state_dir / METER_STATE)  # a meter's first reading is checked against its last value
+    return Parts(recognizer=recognizer, sensors=sensors,
                  locator=build_locator(cfg), discovery=discovery_for(cfg, recognizer), source=source)
 
 

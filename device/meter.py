@@ -102,6 +102,16 @@ class MeterStore:
                 self._warned = True
 
 
+def attach_store(sensors, path: Path) -> None:
+    """Give every meter among ``sensors`` the one store at ``path`` (kept meters already share it)."""
+    meters = [s.smoother for s in sensors if isinstance(s.smoother, Meter)]
+    store = next((m.store for m in meters if m.store is not None and m.store.path == Path(path)), None)
+    store = store or MeterStore(path)
+    for meter in meters:
+        if meter.store is not store:
+            meter.attach(store)
+
+
 class _Wheel:
     """One wheel's recent confident digits (None where a read was missing or unsure)."""
 

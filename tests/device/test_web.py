@@ -29,7 +29,7 @@ from device.config import load_config, parse_config
 from device.errors import ConfigError
 from device.service import build_service
 from device.web import MAX_CONNECTIONS, ROI_COLOUR, WebError, save_roi, set_roi_in_text, start_web
-from tests.support import Daemon, free_port, wait_until
+from tests.support import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "meter"
@@ -121,23 +121,13 @@ def in_process():
         daemon.close()
 
 
-@pytest.fixture
-def daemon_process():
-    started = []
-
-    def start(config: Path) -> Daemon:
-        daemon = Daemon(config)
-        started.append(daemon)
-        port = load_config(config).web.port
-        wait_until(lambda: daemon.proc.poll() is not None or _answers(port), timeout=60)
-        assert daemon.proc.poll() is None, daemon.log()
-        return daemon
-
-    yield start
-    for daemon in started:
-        if daemon.proc.poll() is None:
-            daemon.proc.kill()
-            daemon.proc.wait()
+def start_daemon(daemons, config: Path):
+    """``digitcam run`` as a process (the ``daemons`` fixture), once its page answers with a frame read."""
+    daemon = daemons(config)
+    port = load_config(config).web.port
+    wait_until(lambda: daemon.proc.poll() is not None or _answers(port), timeout=60)
+    assert daemon.proc.poll() is None, daemon.log()
+    return daemon
 
 
 def _answers(port: int) -> bool:
@@ -368,10 +358,10 @@ def files(folder: Path) -> dict:
     return {p.name: digest(p) for p in folder.iterdir() if p.is_file() and p.suffix not in (".out", ".err")}
 
 
-def test_fuzzed_requests_never_crash_the_daemon_or_touch_a_file(tmp_path, daemon_process):
+def test_fuzzed_requests_never_crash_the_daemon_or_touch_a_file(tmp_path, daemons):
     port = free_port()
     path = sample_config(tmp_path, port=port)
-    daemon = daemon_process(path)
+    daemon = start_daemon(daemons, path)
     csrf = api_state(port)["csrf"]
     before = files(tmp_path)
     rng = np.random.default_rng(18)
@@ -459,7 +449,7 @@ def pixel(image: np.ndarray, fx: float, fy: float, scale: tuple[float, float]) -
     return image[int((fy + 0.5) * scale[1]), int((fx + 0.5) * scale[0])].astype(int)
 
 
-def test_browser_sees_the_live_view_draws_an_roi_saves_it_and_sets_the_value(tmp_path, daemon_process, browser,
+def test_browser_sees_the_live_view_draws_an_roi_saves_it_and_sets_the_value(tmp_path, daemons, browser,
                                                                             broker, subscribe):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -467,7 +457,7 @@ def test_browser_sees_the_live_view_draws_an_roi_saves_it_and_sets_the_value(tmp
     port = free_port()
     path = sample_config(tmp_path, port=port, mqtt=f'host = "{broker.host}"\nport = {broker.port}')
     sub = subscribe("digitcam/webtest/counter/state")
-    daemon = daemon_process(path)
+    daemon = start_daemon(daemons, path)
     browser.get(f"http://127.0.0.1:{port}/")
     live = browser.find_element(By.ID, "live")
     wait_until(lambda: browser.execute_script("return arguments[0].naturalWidth", live) == 320, timeout=30)
