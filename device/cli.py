@@ -60,6 +60,17 @@ def confidence_arg(text: str) -> float:
     return value
 
 
+def roi_arg(text: str) -> tuple[int, int, int, int]:
+    """A region for argparse: x,y,w,h in whole pixels, w and h positive, else a one-line usage error."""
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want x,y,w,h in pixels, not {text!r}") from None
+    if x < 0 or y < 0 or w < 2 or h < 2:
+        raise argparse.ArgumentTypeError(f"want x, y >= 0 and w, h >= 2, not {text!r}")
+    return x, y, w, h
+
+
 def cmd_read(args) -> int:
     from device.oneshot import read_images
     from device.recognize import Recognizer
@@ -73,7 +84,7 @@ def cmd_read(args) -> int:
     failed = 0
     for result in read_images(
         recognizer, args.images, use_locator=not args.no_locate, locator=locator, annotate_dir=args.annotate,
-        min_confidence=args.min_confidence,
+        min_confidence=args.min_confidence, roi=args.roi,
     ):
         failed += "error" in result
         if args.json:
@@ -108,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", type=Path, default=None, metavar="DIR", help="write each image with box and number drawn")
     p.add_argument("--min-confidence", type=confidence_arg, default=0.0, metavar="P",
                    help="report no number (null) when the reading is less sure than P, 0..1 (default 0: always report)")
+    p.add_argument("--roi", type=roi_arg, default=None, metavar="X,Y,W,H",
+                   help="look for the number only in this rough region of each image (pixels)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runtime", default="auto", choices=["auto", "litert", "tflite-runtime"])
     p.set_defaults(func=cmd_read)

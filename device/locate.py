@@ -37,6 +37,12 @@ DEFAULT_MARGIN = 0.0  # of the number's height, added on every side (the trained
 BLOB_FRACTION = 0.5  # cells at least this share of the peak belong to the peak's blob
 MIN_ASPECT, MAX_ASPECT = 1.0, 6.0  # the crop's width:height range, as in the recognizer's training crops
 REFINE_GROW_X, REFINE_GROW_Y = 0.25, 0.5  # the second pass's window around the first box, of its width/height
+# Candidates (``decode_candidates``): up to this many separate boxes per frame, read together and chosen
+# among by ``device.choose``. A blob whose heat-weighted box overlaps its peak cell's own box less than
+# SPLIT_IOU holds several things (a dial's numerals and the odometer): only the cells whose own box
+# overlaps the peak's by MEMBER_IOU vote. A candidate overlapping a better one by SUPPRESS_IOU is dropped.
+MAX_CANDIDATES = 4
+SPLIT_IOU, MEMBER_IOU, SUPPRESS_IOU = 0.5, 0.5, 0.3
 # A box covering this share of the image means the image is already a crop of the number: read it
 # whole. Tight crops: 79.0 % read right vs 72.3 % through the box; 640x480 scenes: unchanged (0.3 cost
 # them 2.5 points). docs/LOCATOR.md.
@@ -174,13 +180,68 @@ def decode_heatmap(heat: np.ndarray, ltrb: np.ndarray, threshold: float) -> tupl
         return None
     mask = (heat >= peak * BLOB_FRACTION).astype(np.uint8)
     _, labels = cv2.connectedComponents(mask, connectivity=8)
-    blob = labels == labels.flat[peak_at]
-    cx, cy = cell_centres(*heat.shape)
+    return _vote(cell_boxes(ltrb), heat, labels == labels.flat[peak_at]), peak
+
+
+def cell_boxes(ltrb: np.ndarray) -> np.ndarray:
+    """Each cell's own predicted box, input-pixel corners ``[rows, cols, 4]`` (x0, y0, x1, y1)."""
+    cx, cy = cell_centres(*ltrb.shape[:2])
     xs, ys = np.meshgrid(cx, cy)
-    d = ltrb[blob] * BOX_UNIT
-    corners = np.stack([xs[blob] - d[:, 0], ys[blob] - d[:, 1], xs[blob] + d[:, 2], ys[blob] + d[:, 3]], axis=1)
-    weights = heat[blob]
-    return tuple(float(v) for v in weights @ corners / weights.sum()), peak
+    d = ltrb * BOX_UNIT
+    return np.stack([xs - d[..., 0], ys - d[..., 1], xs + d[..., 2], ys + d[..., 3]], axis=-1)
+
+
+def corner_iou(boxes: np.ndarray, box) -> np.ndarray:
+    """IoU of corner boxes ``[..., 4]`` with one corner box (x0, y0, x1, y1)."""
+    iw = np.clip(np.minimum(boxes[..., 2], box[2]) - np.maximum(boxes[..., 0], box[0]), 0, None)
+    ih = np.clip(np.minimum(boxes[..., 3], box[3]) - np.maximum(boxes[..., 1], box[1]), 0, None)
+    inter = iw * ih
+    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    union = area + (box[2] - box[0]) * (box[3] - box[1]) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def decode_candidates(heat: np.ndarray, ltrb: np.ndarray, threshold: float, k: int = MAX_CANDIDATES,
+                      floor: float | None = None) -> list[tuple[tuple, float]]:
+    """Up to ``k`` separate boxes, best peak first: [(input corners x0 y0 x1 y1, peak heat), ...].
+
+    Nothing when no cell reaches ``threshold`` (no number). Each local maximum of at least ``floor``
+    (default: ``threshold``) seeds a candidate from its blob, as ``decode_heatmap`` does for the
+    strongest one, so the first candidate *is* ``decode_heatmap``'s box unless its blob holds several
+    things; then only the cells agreeing with the peak cell's own box vote (``SPLIT_IOU``). Cells that
+    voted for a candidate seed no other; candidates overlapping a better one are dropped.
+    """
+    if heat.size == 0 or float(heat.max()) < threshold:
+        return []
+    floor = threshold if floor is None else floor
+    corners = cell_boxes(ltrb)
+    local_max = (heat >= floor) & (heat >= cv2.dilate(heat, np.ones((3, 3), np.uint8)))
+    rows, cols = np.nonzero(local_max)
+    taken = np.zeros(heat.shape, bool)
+    out: list[tuple[tuple, float]] = []
+    for i in np.argsort(-heat[rows, cols], kind="stable"):
+        r, c = int(rows[i]), int(cols[i])
+        if len(out) >= k:
+            break
+        if taken[r, c]:
+            continue
+        peak = float(heat[r, c])
+        _, labels = cv2.connectedComponents(((heat >= peak * BLOB_FRACTION) & ~taken).astype(np.uint8), connectivity=8)
+        members = labels == labels[r, c]
+        box = _vote(corners, heat, members)
+        if corner_iou(np.asarray(box), corners[r, c]) < SPLIT_IOU:
+            members &= corner_iou(corners, corners[r, c]) >= MEMBER_IOU
+            box = _vote(corners, heat, members)
+        taken |= members
+        if all(corner_iou(np.asarray(box), other) < SUPPRESS_IOU for other, _ in out):
+            out.append((box, peak))
+    return out
+
+
+def _vote(corners: np.ndarray, heat: np.ndarray, members: np.ndarray) -> tuple:
+    """The heat-weighted mean of the member cells' boxes (corners)."""
+    weights = heat[members]
+    return tuple(float(v) for v in weights @ corners[members] / weights.sum())
 
 
 def expand(box, frame_shape, margin: float) -> Box:
@@ -224,18 +285,29 @@ class Detection:
     score: float
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One place the number may be: its crop box in frame pixels and the heat-map peak that found it."""
+
+    box: Box
+    score: float
+
+
 class Locator:
-    """Finds the number in frames with one interpreter, built once; ``find`` gives the crop box."""
+    """Finds the number in frames with one interpreter, built once; ``find`` gives the crop box,
+    ``candidates`` several separate ones for the reader to choose among."""
 
     def __init__(self, model_path: str | Path, threads: int = 1, runtime: str = "auto",
                  threshold: float | None = None, margin: float | None = None, refine: bool | None = None,
-                 views=None):
+                 views=None, max_candidates: int = MAX_CANDIDATES, candidate_floor: float | None = None):
         self.model_path = Path(model_path)
         self.manifest = load_locator_manifest(self.model_path)
         self.threshold = float(threshold if threshold is not None else self.manifest.get("threshold", DEFAULT_THRESHOLD))
         self.margin = float(margin if margin is not None else self.manifest.get("margin", DEFAULT_MARGIN))
         self.refine = bool(refine if refine is not None else self.manifest.get("refine", True))
         self.views = parse_views(views if views is not None else self.manifest.get("crops"), str(self.model_path))
+        self.max_candidates = int(max_candidates)
+        self.candidate_floor = candidate_floor  # peaks below it seed no candidate (None: the threshold)
         self.interpreter, self.runtime = build_interpreter(self.model_path, threads=threads, prefer=runtime)
         signatures = self.interpreter.get_signature_list()
         if not signatures:
@@ -304,12 +376,35 @@ class Locator:
             box = self.find(crop(frame, roi))
             return None if box is None else (box[0] + x, box[1] + y, box[2], box[3])
         found = self.locate(frame)
-        if found is None or min(found.box[2:]) <= 0:
+        return None if found is None else self._crop_box(found.box, frame)
+
+    def _crop_box(self, tight, frame: np.ndarray) -> Box | None:
+        """A found tight box -> the box to read: expanded by the margin, or the whole image when it covers
+        ``WHOLE_FRAME_COVER`` of it; None for an empty box. ``find`` and ``candidates`` both cut so."""
+        if min(tight[2:]) <= 0:
             return None
-        box = expand(found.box, frame.shape, self.margin)
+        box = expand(tight, frame.shape, self.margin)
         if box[2] * box[3] >= WHOLE_FRAME_COVER * frame.shape[0] * frame.shape[1]:
             return whole_frame(frame)  # the number fills the image: it is a crop already, read all of it
         return box
+
+    def candidates(self, frame: np.ndarray, roi: Box | None = None) -> list[Candidate]:
+        """Up to ``MAX_CANDIDATES`` separate crop boxes, best peak first (empty: no number); one pass.
+
+        Each box is cut as ``find``'s is (``_crop_box``: the whole image, kept once, for a box covering
+        ``WHOLE_FRAME_COVER`` of it). The first is ``find``'s box whenever its blob is one thing.
+        """
+        if roi is not None:
+            x, y, _, _ = roi
+            return [Candidate((b[0] + x, b[1] + y, b[2], b[3]), c.score)
+                    for c in self.candidates(crop(frame, roi)) for b in [c.box]]
+        heat, ltrb, fit = self.maps(frame)
+        out: list[Candidate] = []
+        for corners, score in decode_candidates(heat, ltrb, self.threshold, self.max_candidates, self.candidate_floor):
+            box = self._crop_box(fit.to_frame(corners), frame)
+            if box is not None and all(box != other.box for other in out):
+                out.append(Candidate(box, score))
+        return out
 
     def view_boxes(self, box: Box, frame_shape) -> list[Box]:
         """The crops to read for a box this locator found: ``box`` through each of the manifest's views."""

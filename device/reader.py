@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from device import locate
+from device.choose import choose
 from device.contract import Reading
 from device.smooth import Smoother
 
@@ -66,6 +67,17 @@ def fixed_box(cfg, frame: np.ndarray) -> Box:
     return x, y, x1 - x, y1 - y
 
 
+@dataclass(frozen=True)
+class Found:
+    """What ``read_candidates`` saw: the chosen Reading, every candidate's Reading and peak (best peak
+    first), and the ms of the one recognizer call."""
+
+    reading: Reading
+    candidates: list[Reading]
+    peaks: list[float]
+    ms: float
+
+
 class FrameReader:
     """A recognizer and an optional locator, and the one way to read numbers in a frame with them."""
 
@@ -85,10 +97,30 @@ class FrameReader:
         (reading,), _, ms = self._read(frame, [(box, self._views(box, frame.shape))])
         return reading, ms
 
-    def find_and_read(self, frame: np.ndarray) -> tuple[Reading, float]:
-        """``find`` then ``read_box``; no box gives the no-number Reading and 0 ms."""
-        box = self.find(frame)
-        return (no_number(), 0.0) if box is None else self.read_box(frame, box)
+    def find_and_read(self, frame: np.ndarray, roi: Box | None = None) -> tuple[Reading, float]:
+        """The chosen candidate's Reading (``read_candidates``) and the ms the read took."""
+        found = self.read_candidates(frame, roi)
+        return found.reading, found.ms
+
+    def read_candidates(self, frame: np.ndarray, roi: Box | None = None) -> Found:
+        """Every candidate box the locator finds (inside ``roi``, if given), each through its views, all in
+        one recognizer call; ``device.choose`` picks the Reading to report. No candidate: the no-number
+        Reading. Without a locator the roi (else the whole frame) is the one candidate. An roi is cut to
+        the frame; one wholly outside it is a ValueError.
+        """
+        if roi is not None:
+            roi = locate.clip_box(roi, frame.shape)
+            if roi is None:
+                raise ValueError(f"the roi lies outside the {frame.shape[1]}x{frame.shape[0]} image")
+        if self.locator is None:
+            boxes, peaks = [roi or locate.whole_frame(frame)], [1.0]
+        else:
+            found = self.locator.candidates(frame, roi)
+            boxes, peaks = [c.box for c in found], [c.score for c in found]
+        if not boxes:
+            return Found(no_number(), [], [], 0.0)
+        readings, _, ms = self._read(frame, [(box, self._views(box, frame.shape)) for box in boxes])
+        return Found(readings[choose(peaks, readings)], readings, peaks, ms)
 
     # ---- the daemon's sensors -------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from trainer import effects
+from trainer.cluttered import KINDS, cluster_scene, meter_scene, watermark
 from trainer.render import Renderer
 
 log = logging.getLogger(__name__)
@@ -103,12 +104,15 @@ def paste(frame: np.ndarray, crop: np.ndarray, rng: np.random.Generator, log_siz
 
 def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int] = (480, 640), difficulty: str = "full",
                       log_size: bool = False, strips: float = 0.0, empty_rate: float = EMPTY_RATE,
-                      plain_rate: float = 0.0):
+                      plain_rate: float = 0.0, cluttered: float = 0.0):
     """Endless (frame RGB uint8 [h, w, 3], label, box (x, y, w, h) or None) for the locator.
 
     ``strips`` is the share of numbers that are real meter strips (photos of the split's own meters)
     instead of rendered crops: real digit wheels, as the camera on a meter sees them. ``plain_rate`` is
     the share of the scenes without a number that are plain (``plain_background``, no clutter).
+    ``cluttered`` is the share of scenes with many other numbers around the wanted one
+    (``trainer.cluttered``: instrument clusters, meter faces, date stamps); 0, the default, draws
+    nothing for it, so the default streams stay as they were.
     """
     h, w = size
     renderer = Renderer(difficulty, empty_rate=0.0, colour=True, split=split)  # val/test: held-out font families
@@ -117,20 +121,40 @@ def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int
         from trainer.meters import iter_meter_strips
 
         real = iter_meter_strips(split, rng)
+    def number(rng):
+        if real is not None and rng.random() < strips:
+            crop, label = next(real)
+            return (cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB) if crop.ndim == 2 else crop), label
+        return renderer.sample(rng)
+
     while True:
         frame = background(rng, h, w)
+        if cluttered > 0 and rng.random() < cluttered:  # drawn only then: default streams stay as they were
+            yield cluttered_frame(frame, rng, number, log_size)
+            continue
         if rng.random() < empty_rate:
             if plain_rate > 0 and rng.random() < plain_rate:  # drawn only then: default streams stay as they were
                 yield effects.camera(plain_background(rng, h, w), rng, rng.uniform(0.0, 0.6)), "", None
                 continue
             label, box = "", None
         else:
-            if real is not None and rng.random() < strips:
-                crop, label = next(real)
-                crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB) if crop.ndim == 2 else crop
-            else:
-                crop, label = renderer.sample(rng)
+            crop, label = number(rng)
             box = paste(frame, crop, rng, log_size)
         clutter(frame, rng, box)
         frame = effects.camera(frame, rng, rng.uniform(0.0, 0.6))
         yield frame, label, box
+
+
+def cluttered_frame(frame: np.ndarray, rng: np.random.Generator, number, log_size: bool = False):
+    """One scene of a random ``trainer.cluttered`` kind drawn over ``frame``: (frame, label, box)."""
+    kind = KINDS[int(rng.integers(len(KINDS)))]
+    if kind == "cluster":
+        label, box = cluster_scene(frame, rng, number)
+    elif kind == "meter":
+        label, box = meter_scene(frame, rng, number)
+    else:
+        crop, label = number(rng)
+        box = paste(frame, crop, rng, log_size)
+        clutter(frame, rng, box)
+        watermark(frame, rng, box)
+    return effects.camera(frame, rng, rng.uniform(0.0, 0.6)), label, box

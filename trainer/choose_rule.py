@@ -1,0 +1,141 @@
+"""Measure how ``digitcam read`` should choose among the locator's candidates, on held-out scenes.
+
+    python -m trainer.choose_rule --split val -n 300         # choose: prints every rule's right-number rate
+    python -m trainer.choose_rule --split test -n 300 --rule 1,4,0.5 --floor 0.8 --k 4   # measure one, once
+
+Each scene is located once with a low candidate floor and many candidates, every candidate is read
+through the locator's views (as ``FrameReader.read_candidates`` does), and the rules, floors and
+candidate counts are then compared on those readings without reading again: the candidates for a
+higher floor or a smaller k are a prefix of these (``device.locate.decode_candidates`` seeds in order
+of heat, and a candidate depends only on the ones before it). Two scene sets: today's held-out scenes
+and the cluttered ones (``trainer.cluttered``), each reported apart, with the single-box decoder
+(``Locator.find`` + read, what ``digitcam read`` did before candidates) in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from device.choose import DEFAULT_RULE, Rule, choose
+from device.locate import Locator, box_iou
+from device.reader import FrameReader
+
+VAL_SEED, TEST_SEED = 1001, 2002
+RULES = [Rule(p, d, lp) for p in (0.0, 1.0, 2.0, 4.0) for d in (1, 3, 4, 5, 6) for lp in (0.0, 0.5, 1.0, 2.0)
+         if not (d == 1 and lp > 0)]  # d = 1 makes the length factor 1 whatever its power
+FLOORS = (0.3, 0.5, 0.6, 0.7, 0.8)
+KS = (1, 2, 3, 4, 6)
+COLLECT_FLOOR, COLLECT_K = min(FLOORS), max(KS)
+
+
+def scene_sets(split: str, n: int) -> dict:
+    """``n`` of today's held-out scenes and ``n`` cluttered ones of the split, (frame BGR, label, box)."""
+    from trainer.sources import iter_scenes
+
+    seed = TEST_SEED if split == "test" else VAL_SEED
+    sets = {"scenes": iter_scenes(split, seed), "cluttered": iter_scenes(split, seed, cluttered=1.0)}
+    return {name: [(np.ascontiguousarray(f[:, :, ::-1]), label, box) for f, label, box in itertools.islice(it, n)]
+            for name, it in sets.items()}
+
+
+def collect(locator_path: Path, recognizer, scenes) -> list[dict]:
+    """Per scene: the single-box read, and every candidate's (box, peak, value, confidence)."""
+    wide = Locator(locator_path, max_candidates=COLLECT_K, candidate_floor=COLLECT_FLOOR)
+    single = FrameReader(recognizer, Locator(locator_path))
+    reader = FrameReader(recognizer, wide)
+    out = []
+    for frame, label, box in scenes:
+        found_box = single.locator.find(frame)
+        one = single.read_box(frame, found_box)[0] if found_box is not None else None
+        found = reader.read_candidates(frame)
+        out.append({"label": label, "box": box, "single": (one.value, one.box) if one else (None, None),
+                    "candidates": [(r.box, p, r.value, r.confidence) for r, p in zip(found.candidates, found.peaks)]})
+    return out
+
+
+def outcome(record: dict, rule: Rule, floor: float, k: int) -> tuple[str | None, tuple | None]:
+    """The (value, box) ``read_candidates`` would report with this rule, floor and k."""
+    from device.contract import Reading
+
+    cands = [c for c in record["candidates"] if c[1] >= floor][:k]
+    if not cands:
+        return None, None
+    readings = [Reading(value=v, confidence=conf, box=b) for b, _, v, conf in cands]
+    pick = choose([c[1] for c in cands], readings, rule)
+    return readings[pick].value, readings[pick].box
+
+
+def rates(records: list[dict], pick) -> dict:
+    """Right-number rate and box IoU >= 0.7 over scenes with a number, null rate over those without."""
+    right = hit = null = with_number = 0
+    for r in records:
+        value, box = pick(r)
+        if r["box"] is None:
+            null += value is None
+            continue
+        with_number += 1
+        right += (value or "") == r["label"]
+        hit += box is not None and box_iou(box, r["box"]) >= 0.7
+    without = len(records) - with_number
+    return {"right": round(right / max(1, with_number), 4), "iou_ge_0.7": round(hit / max(1, with_number), 4),
+            "empty_null": round(null / without, 4) if without else None, "n": len(records)}
+
+
+def compare(sets: dict[str, list[dict]], rules=RULES, floors=FLOORS, ks=KS) -> dict:
+    """Every (rule, floor, k) on every set, the single-box decoder, and the best by the mean right rate."""
+    report = {"single_box": {name: rates(recs, lambda r: r["single"]) for name, recs in sets.items()}, "grid": []}
+    for rule, floor, k in itertools.product(rules, floors, ks):
+        row = {"rule": [rule.peak_power, rule.counter_digits, rule.length_power], "floor": floor, "k": k}
+        row |= {name: rates(recs, lambda r: outcome(r, rule, floor, k)) for name, recs in sets.items()}
+        row["mean_right"] = round(float(np.mean([row[name]["right"] for name in sets])), 4)
+        report["grid"].append(row)
+    report["grid"].sort(key=lambda row: -row["mean_right"])
+    return report
+
+
+def parse_rule(text: str) -> Rule:
+    p, d, lp = text.split(",")
+    return Rule(float(p), int(d), float(lp))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.choose_rule", description=__doc__.splitlines()[0])
+    parser.add_argument("--split", default="val", choices=["val", "test"])
+    parser.add_argument("-n", type=int, default=300, help="scenes per set")
+    parser.add_argument("--locator", type=Path, default=Path("models/locator.tflite"))
+    parser.add_argument("--model", type=Path, default=None, help="recognizer (default: the bundled one)")
+    parser.add_argument("--rule", type=parse_rule, default=None, help="measure only this rule: peak power,digits,length power")
+    parser.add_argument("--floor", type=float, default=None)
+    parser.add_argument("--k", type=int, default=None)
+    parser.add_argument("--top", type=int, default=15, help="grid rows to print")
+    parser.add_argument("-o", "--output", type=Path, default=None, help="write the whole report as JSON")
+    args = parser.parse_args(argv)
+    from device.bundled import default_model
+    from device.recognize import Recognizer
+
+    recognizer = Recognizer(args.model or default_model())
+    sets = {name: collect(args.locator, recognizer, scenes) for name, scenes in scene_sets(args.split, args.n).items()}
+    default = Locator(args.locator)
+    report = compare(sets, [args.rule] if args.rule else RULES,
+                     [args.floor] if args.floor is not None else FLOORS, [args.k] if args.k else KS)
+    report["device_default"] = {"rule": [DEFAULT_RULE.peak_power, DEFAULT_RULE.counter_digits, DEFAULT_RULE.length_power],
+                                "floor": default.candidate_floor or default.threshold, "k": default.max_candidates}
+    report["split"] = args.split
+    if args.output:
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{args.split}, {args.n} scenes per set; single box: " + ", ".join(
+        f"{name} right {r['right']:.1%} iou>=0.7 {r['iou_ge_0.7']:.1%} null {r['empty_null']}" for name, r in report["single_box"].items()))
+    for row in report["grid"][: args.top]:
+        print(f"rule {row['rule']} floor {row['floor']} k {row['k']}: mean {row['mean_right']:.1%}  " + ", ".join(
+            f"{name} {row[name]['right']:.1%} (iou {row[name]['iou_ge_0.7']:.1%}, null {row[name]['empty_null']})" for name in sets))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
