@@ -130,11 +130,16 @@ def start_daemon(daemons, config: Path):
     return daemon
 
 
-def _answers(port: int) -> bool:
+def frame_no(port: int) -> int:
+    """The frame the page reports, 0 while it does not answer."""
     try:
-        return api_state(port)["frame_no"] > 0
+        return api_state(port)["frame_no"]
     except (OSError, AssertionError, http.client.HTTPException):
-        return False
+        return 0
+
+
+def _answers(port: int) -> bool:
+    return frame_no(port) > 0
 
 
 # ---- the config edit ------------------------------------------------------------------------------------
@@ -353,6 +358,23 @@ def raw(port: int, data: bytes, timeout: float = 5.0) -> bytes:
     return b"".join(chunks)
 
 
+def hold_slot(port: int) -> socket.socket:
+    """A silent connection the server keeps (a handler thread waits on it); retried while it is refused
+    because the fuzz requests' handlers still hold slots."""
+    for _ in range(100):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.settimeout(0.3)
+        try:
+            if s.recv(1) == b"":  # closed at once: over the cap
+                s.close()
+                time.sleep(0.1)
+                continue
+        except socket.timeout:
+            return s  # the server waits for a request on it
+        raise AssertionError("the server sent something unasked")
+    raise AssertionError("no connection slot came free")
+
+
 def files(folder: Path) -> dict:
     """Name -> sha256 of the files in ``folder``, less the daemon's own output and log."""
     return {p.name: digest(p) for p in folder.iterdir() if p.is_file() and p.suffix not in (".out", ".err")}
@@ -399,13 +421,11 @@ def test_fuzzed_requests_never_crash_the_daemon_or_touch_a_file(tmp_path, daemon
         raw(port, data)
     # slow clients hold only their own handler: with all but one slot held by silent connections the page
     # still answers and frames keep coming; a connection over the cap is closed at once, not queued
-    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(MAX_CONNECTIONS - 1)]
+    idle = [hold_slot(port) for _ in range(MAX_CONNECTIONS - 1)]
     try:
-        time.sleep(0.5)
-        frames = api_state(port)["frame_no"]
-        wait_until(lambda: api_state(port)["frame_no"] > frames + 5, timeout=20)
-        idle.append(socket.create_connection(("127.0.0.1", port)))
-        time.sleep(0.5)
+        frames = frame_no(port)
+        wait_until(lambda: frame_no(port) > frames + 5, timeout=20)
+        idle.append(hold_slot(port))
         started = time.monotonic()
         assert raw(port, b"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") == b""
         assert time.monotonic() - started < 2
