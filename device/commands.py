@@ -6,7 +6,7 @@ answers every command, accepted or not, on ``cmd/result``.
 
 To add a command: add a row to ``COMMANDS`` (the payload keys it takes besides ``id``, and whether it
 needs a fresh camera frame), a check to ``KEY_CHECKS`` for any new key, and a handler for the name in
-``Service._handlers`` (``device/service.py``).
+``Service._handlers`` (``device/service.py``), called with the chosen sensors and the payload.
 """
 
 from __future__ import annotations
@@ -25,12 +25,15 @@ class CommandError(ValueError):
 class CommandSpec:
     keys: frozenset  # payload keys accepted besides "id"
     needs_frame: bool  # refused while there is no fresh frame (none yet, or the camera is offline)
+    required: frozenset = frozenset()  # keys the payload must have
 
 
 COMMANDS = {
     "read": CommandSpec(frozenset({"sensor"}), needs_frame=True),
     "snapshot": CommandSpec(frozenset({"sensor"}), needs_frame=True),
     "reload": CommandSpec(frozenset(), needs_frame=False),
+    "set_value": CommandSpec(frozenset({"sensor", "value"}), needs_frame=False,
+                             required=frozenset({"sensor", "value"})),
 }
 
 
@@ -39,7 +42,14 @@ def _check_sensor(value, sensors) -> None:
         raise CommandError(f"unknown sensor {str(value)[:64]!r}: have {', '.join(sensors)}")
 
 
-KEY_CHECKS = {"sensor": _check_sensor}  # key -> check(value, sensor names), raising CommandError
+def _check_value(value, _sensors) -> None:
+    """A meter value is its digit string, never a number: 004711 and 4711.0 are not the same reading."""
+    if not isinstance(value, str) or not value.isdigit():
+        raise CommandError(f"value must be a string of digits like \"004711\", not {json.dumps(value)[:32]}")
+
+
+# key -> check(value, sensor names), raising CommandError
+KEY_CHECKS = {"sensor": _check_sensor, "value": _check_value}
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,11 @@ def parse_command(name: str, payload: bytes, sensors=()) -> Command:
     unknown = sorted(set(args) - allowed)
     if unknown:
         raise CommandError(f"unknown key {unknown[0][:64]!r} for {name}: allowed {', '.join(sorted(allowed))}")
+    missing = sorted(COMMANDS[name].required - set(args))
+    if missing:
+        raise CommandError(f"{name} needs {' and '.join(repr(k) for k in missing)}")
     sensors = list(sensors)
     for key, value in args.items():
-        if key in KEY_CHECKS and value is not None:
+        if key in KEY_CHECKS and (value is not None or key in COMMANDS[name].required):
             KEY_CHECKS[key](value, sensors)
     return Command(name, args)

@@ -30,6 +30,7 @@ from device.config import describe, load_config
 from device.contract import Reading
 from device.errors import DigitcamError
 from device.images import is_blank
+from device.meter import SetValueError
 from device.notify import Notifier
 from device.reader import FrameReader, Sensor
 from device.sources import Backoff, BadFrame
@@ -71,7 +72,8 @@ class Service:
         self._commands: deque = deque(maxlen=64)
         self._next_stats = time.monotonic() + stats_interval_s
         self.web = None  # device.web.WebState while the page is on: it is handed frames, publishes and calls
-        self._handlers = {"read": self._cmd_read, "snapshot": self._cmd_snapshot, "reload": self._cmd_reload}
+        self._handlers = {"read": self._cmd_read, "snapshot": self._cmd_snapshot, "reload": self._cmd_reload,
+                          "set_value": self._cmd_set_value}
 
     @property
     def source(self):
@@ -147,6 +149,7 @@ class Service:
             decision = sensor.smoother.update(reading, now)
             if decision is not None:
                 self._publish(sensor, decision.reading, decision.flags)
+        self._meter_signals(readings, now)
         if self.web is not None:
             self.web.frame(frame, self.frame_no, self.sensors, ms)
         self.notifier.frame_processed()
@@ -156,8 +159,10 @@ class Service:
         self.camera.frame_unusable(message)
 
     def _publish(self, sensor: Sensor, reading: Reading, flags) -> None:
+        meter = getattr(sensor.smoother, "extra", None)  # a meter's numeric reading and rate
         payload = {
             **reading.as_dict(),
+            **(meter(time.monotonic()) if meter is not None else {}),
             "timestamp": utc_now(),
             "frame": self.frame_no,
             "model": self._model,
@@ -182,6 +187,7 @@ class Service:
         if self._reload_requested:
             self._reload_requested = False
             self.reload()
+        self._meter_signals(None, time.monotonic())  # a camera going offline or a stale read: problem on
         now = time.monotonic()
         if now >= self._next_stats:
             self._next_stats = now + self.stats_interval_s
@@ -217,7 +223,7 @@ class Service:
                 reply["id"] = command.args["id"]
             if command.spec.needs_frame:
                 self._check_fresh_frame()
-            reply.update(self._handlers[command.name](command.chosen(self.sensors)))
+            reply.update(self._handlers[command.name](command.chosen(self.sensors), command.args))
             reply["ok"] = True
         except CommandError as exc:
             log.warning("command %s refused: %s", name[:64], exc)
@@ -235,7 +241,7 @@ class Service:
         if self.last_frame is None:
             raise CommandError("no frame has been read yet")
 
-    def _cmd_read(self, chosen) -> dict:
+    def _cmd_read(self, chosen, _args) -> dict:
         """Read the last frame now and publish each chosen sensor's reading, stable or not. Tracking and
         stats are left as they are: this is not a frame of the loop."""
         readings, _ = self.reader.read_sensors(self.last_frame, self.sensors, self.frame_no, track=False)
@@ -247,7 +253,7 @@ class Service:
                 values[sensor.name] = reading.value
         return {"values": values}
 
-    def _cmd_snapshot(self, chosen) -> dict:
+    def _cmd_snapshot(self, chosen, _args) -> dict:
         """Publish the last frame, annotated with each chosen sensor's box and number, as a JPEG."""
         from device.overlay import annotate, encode_jpeg
 
@@ -259,11 +265,36 @@ class Service:
                 topics.append(self.publisher.publish_snapshot(sensor.name, image))
         return {"snapshots": topics}
 
-    def _cmd_reload(self, _chosen) -> dict:
+    def _cmd_reload(self, _chosen, _args) -> dict:
         error = self.reload()
         if error:
             raise CommandError(error)
         return {}
+
+    def _cmd_set_value(self, chosen, args) -> dict:
+        """Set a meter's accepted value exactly (a swapped meter, a correction) and publish it."""
+        sensor = chosen[0]
+        if not hasattr(sensor.smoother, "set_value"):
+            raise CommandError(f"sensor {sensor.name} is not a meter (mode = \"meter\"): it has no value to set")
+        try:
+            decision = sensor.smoother.set_value(args["value"], time.monotonic())
+        except SetValueError as exc:
+            raise CommandError(str(exc)) from None
+        self._publish(sensor, decision.reading, decision.flags)
+        return {"sensor": sensor.name, "value": decision.reading.value}
+
+    def _meter_signals(self, readings, now: float) -> None:
+        """Each meter's raw reading and problem state on ``<sensor>/raw`` and ``<sensor>/problem``."""
+        if self.publisher is None:
+            return
+        for i, sensor in enumerate(self.sensors):
+            signals = getattr(sensor.smoother, "signals", None)
+            if signals is not None:
+                def send(suffix, payload, retain, name=sensor.name):
+                    return self.publisher.publish(f"{self.publisher.topics.base}/{name}/{suffix}", payload,
+                                                  qos=1, retain=retain)
+
+                signals(readings[i] if readings else None, now, send, self.camera.online)
 
     # ---- reload and shutdown ----------------------------------------------------------------------------
 

@@ -4,13 +4,20 @@ import pytest
 
 from device.config import parse_config
 from device.errors import ConfigError
-from tests.device.test_config import GOOD, run_cli, write
+from tests.support import run_cli
 
-METER = 'mode = "meter"'
+BASE = """
+[camera]
+source = "frames"
+
+[[sensor]]
+name = "water"
+mode = "meter"
+"""
 
 
 def meter(*lines: str) -> str:
-    return GOOD.replace(METER, "\n".join((METER, *lines)))
+    return BASE + "\n".join(lines) + "\n"
 
 
 @pytest.mark.parametrize("lines,message", [
@@ -46,7 +53,8 @@ def test_valid_home_assistant_meters_load(tmp_path, unit, device_class):
 
 
 def test_check_config_refuses_an_invalid_combination_in_one_line_with_exit_2(tmp_path):
-    bad = write(tmp_path, meter('unit = "kWh"', 'device_class = "gas"'), "bad.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(meter('unit = "kWh"', 'device_class = "gas"'))
     done = run_cli("check-config", str(bad))
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
