@@ -4,6 +4,8 @@
 The recipe: a box (a fixed ROI, or the locator's box, tracked between searches) -> the box seen through
 the locator's crop views -> all crops of the frame through the recognizer in one call -> the views of
 each box vote (``device.recognize.vote``) -> one ``Reading`` per box, built here with its box.
+Where the locator finds several candidate boxes (``Locator.candidates``), all are read in that one call
+and ``device.choose`` picks the number (``read_candidates``); the daemon's search chooses so too.
 
 The daemon's per-sensor state (box tracker, last search, winning view) lives on ``Sensor``; only
 ``read_sensors(..., track=True)`` changes it, so an on-demand read (``cmd/read``) sees what the loop
@@ -113,14 +115,25 @@ class FrameReader:
             if roi is None:
                 raise ValueError(f"the roi lies outside the {frame.shape[1]}x{frame.shape[0]} image")
         if self.locator is None:
-            boxes, peaks = [roi or locate.whole_frame(frame)], [1.0]
-        else:
-            found = self.locator.candidates(frame, roi)
-            boxes, peaks = [c.box for c in found], [c.score for c in found]
-        if not boxes:
+            return self._choose(frame, [locate.Candidate(roi or locate.whole_frame(frame), 1.0)])
+        return self._choose(frame, self.locator.candidates(frame, roi))
+
+    def _choose(self, frame: np.ndarray, candidates: list[locate.Candidate]) -> Found:
+        if not candidates:
             return Found(no_number(), [], [], 0.0)
-        readings, _, ms = self._read(frame, [(box, self._views(box, frame.shape)) for box in boxes])
+        peaks = [c.score for c in candidates]
+        readings, _, ms = self._read(frame, [(c.box, self._views(c.box, frame.shape)) for c in candidates])
         return Found(readings[choose(peaks, readings)], readings, peaks, ms)
+
+    def search(self, frame: np.ndarray, roi: Box | None = None) -> Box | None:
+        """The daemon's locator search: the box ``read_candidates`` would choose (None: no number).
+
+        One candidate needs no reading to be chosen, so only frames with several pay for a read here.
+        """
+        candidates = self.locator.candidates(frame, roi)
+        if len(candidates) <= 1:
+            return candidates[0].box if candidates else None
+        return self._choose(frame, candidates).reading.box
 
     # ---- the daemon's sensors -------------------------------------------------------------------------
 
@@ -160,13 +173,13 @@ class FrameReader:
         roi = fixed if cfg.roi else None
         if not track:  # on demand: the tracked box as it is, else one unrecorded search
             box = sensor.tracker.box
-            box = box if box is not None else self.locator.find(frame, roi)
+            box = box if box is not None else self.search(frame, roi)
             return None if box is None else locate.clip_box(box, frame.shape)
         # searched every ``locate_every`` frames and tracked so the crop does not jump: a meter or a house
         # number does not move between frames, and the search costs more than the read
         if sensor.searched_at is None or frame_no - sensor.searched_at >= cfg.locate_every:
             sensor.searched_at = frame_no
-            found = self.locator.find(frame, roi)
+            found = self.search(frame, roi)
             sensor.tracker.update(None if found is None else tuple(int(v) for v in found))
         box = sensor.tracker.box
         return None if box is None else locate.clip_box(box, frame.shape)

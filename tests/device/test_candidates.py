@@ -217,3 +217,13 @@ def test_jpeg_reduction_picks_the_largest_factor_keeping_the_shorter_side():
     ok, grey = cv2.imencode(".jpg", img[:, :, 0])
     frame, factor = decode_reduced(grey.tobytes(), min_side=400)
     assert factor == 4 and frame.shape == (400, 600)
+
+
+@needs_model
+def test_the_daemons_search_boxes_the_number_digitcam_read_chooses(locator, recognizer, cluttered):
+    reader = FrameReader(recognizer, locator)
+    several = [f for f, _, _ in cluttered if len(locator.candidates(f)) >= 2][:3]
+    assert several
+    for frame in several:
+        assert reader.search(frame) == reader.read_candidates(frame).reading.box
+    assert reader.search(np.full((480, 640, 3), 128, np.uint8)) is None

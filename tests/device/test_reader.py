@@ -13,6 +13,7 @@ import pytest
 
 from device.config import SensorConfig
 from device.contract import to_gray
+from device.locate import Candidate
 from device.oneshot import read_image
 from device.reader import FrameReader, build_sensors
 from device.recognize import Recognizer
@@ -79,6 +80,10 @@ class FixedLocator:
     def find(self, frame, roi=None):
         self.searches += 1
         return self.box
+
+    def candidates(self, frame, roi=None):
+        """``find``'s box as the one candidate (the daemon's search asks for candidates)."""
+        return [Candidate(self.find(frame, roi), 1.0)]
 
     def view_boxes(self, box, frame_shape):
         return [box, box]

@@ -23,6 +23,7 @@ import pytest
 
 from device.build import Parts
 from device.contract import Reading
+from device.locate import Candidate
 from device.notify import Notifier
 from device.recognize import Recognizer
 from device.reader import build_sensors
@@ -284,6 +285,11 @@ class FixedLocator:
     def find(self, frame, roi=None):
         self.rois.append(roi)
         return self.boxes[min(len(self.rois), len(self.boxes)) - 1]
+
+    def candidates(self, frame, roi=None):
+        """``find``'s box as the one candidate (the daemon's search asks for candidates)."""
+        box = self.find(frame, roi)
+        return [] if box is None else [Candidate(box, 1.0)]
 
     def view_boxes(self, box, frame_shape):
         """The box and a copy of it: two views that agree, so the reading is the box's own."""
