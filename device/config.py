@@ -115,6 +115,10 @@ class SensorConfig:
     raw_interval_s: float = 60.0  # the diagnostic raw entity; 0: none
     stale_after_s: float = 300.0  # no confident read this long: the problem sensor turns on
     expire_after_s: float = 3600.0  # Home Assistant's expire_after on the value; 0: never expires
+    # learning the meter: see device/cropstore.py and docs/ADAPT.md
+    collect: bool = False  # keep this sensor's crops, labelled by its accepted values, in <state_dir>/crops
+    collect_max_mb: float = 20.0  # the crop store's bound
+    model: str = ""  # a recognizer for this sensor only (an adapted model); "": [device] model
 
 
 @dataclass(frozen=True)
@@ -332,6 +336,8 @@ def _check_ranges(check: _Checker, cfg: Config) -> None:
             check.fail("must be >= 0", "sensor", "max_rate_per_hour" if s.max_rate_per_hour < 0 else "accept_after_s", i)
         _check_meter(check, s, i)
         _check_home_assistant(check, s, i)
+        if not 0.1 <= s.collect_max_mb <= 100_000:
+            check.fail(f"must be 0.1 to 100000 (MB), not {s.collect_max_mb}", "sensor", "collect_max_mb", i)
 
 
 def is_local_bind(bind: str) -> bool:
@@ -415,6 +421,7 @@ def parse_config(text: str, path: Path) -> Config:
         check.fail("write sensors as [[sensor]] tables", "sensor")
     sensors = tuple(check.build(SensorConfig, t, "sensor", i) for i, t in enumerate(sensor_tables))
     base = path.parent
+    sensors = tuple(replace(s, model=_resolve(base, s.model)) for s in sensors)
     d, c, m = parts["device"], parts["camera"], parts["mqtt"]
     d = replace(d, **{k: _resolve(base, getattr(d, k)) for k in ("state_dir", "model", "locator")})
     if _is_path_source(c.source):
