@@ -148,7 +148,7 @@ def collect(args) -> list[dict]:
                          "threads": threads, "macs": row["macs"], "size_bytes": Path(float_model).stat().st_size,
                          **measure_reader(reader, args.runs, frame_locator)})
     if args.reference:
-        from trainer.sources import cache_dir
+        from trainer.streams import cache_dir
 
         path = reference_model(cache_dir() / "mobilenet_v2_1.0_224_int8.tflite")
         rows += [measure_reference(path, threads, args.runs) for threads in args.threads]

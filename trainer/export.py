@@ -16,33 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from device.contract import MAX_DIGITS, InputSpec, decode_outputs, head_of
+from device.contract import MAX_DIGITS, InputSpec, head_of
 from device.errors import ModelError
 from device.manifest import write_manifest
+from trainer.metrics import float_readings, sequence_accuracy
 
 log = logging.getLogger(__name__)
 
 PARITY_POINTS = 0.5  # int8 may lose at most this many percentage points of sequence accuracy
 CALIBRATION_SAMPLES = 512  # 1024 widened the ranges with outliers and lost ~0.6 points; 128-512 kept parity
 BATCH = 128
-
-
-def sequence_accuracy(readings, labels: list[str]) -> float:
-    """Percent of readings whose value equals the label ('' = no number = value None)."""
-    if not labels:
-        return float("nan")
-    hits = sum((r.value or "") == lab for r, lab in zip(readings, labels))
-    return 100.0 * hits / len(labels)
-
-
-def float_readings(model, images: np.ndarray) -> list:
-    """Readings of the float Keras model, decoded by the device's own decoder."""
-    out = []
-    for start in range(0, len(images), BATCH):
-        batch = images[start : start + BATCH].astype(np.float32)
-        raw = model(batch, training=False)
-        out.extend(decode_outputs({k: np.asarray(v) for k, v in raw.items()}))
-    return out
 
 
 def int8_readings(recognizer, images: np.ndarray) -> list:

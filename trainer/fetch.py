@@ -35,11 +35,14 @@ from pathlib import Path
 from typing import Callable
 
 from device.errors import DigitcamError
-from trainer.sources import cache_dir
+from trainer.streams import cache_dir
 
 log = logging.getLogger(__name__)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# the meter digits inside the data folder, and the folder their archive unpacks to (trainer.meters reads them)
+METER_ARCHIVE = "meter-digits/meter_digits_dev.tar.gz"
+METER_FOLDER = "meter_digits_dev"
 CHUNK = 1 << 16
 TIMEOUT_S = 30
 
@@ -98,9 +101,8 @@ METERS_COMMIT = "69bb445fbd64c91f1776bb9f43b7a1ca87b64dbe"
 
 def install_meters(files: dict[str, Path], dest: Path) -> Path:
     """The upstream repository's tree -> the trainer's archive (labels.csv + images/), see ``convert_meters``."""
-    from trainer.meters import ARCHIVE
 
-    target = dest / ARCHIVE
+    target = dest / METER_ARCHIVE
     convert_meters(files["meters.tar.gz"], target)
     return target
 
@@ -323,7 +325,6 @@ def convert_meters(upstream: Path, target: Path) -> int:
     Only ``images/`` is read (``datasets/`` holds resized copies of it). Identical files are kept once
     (the first by path); content seen with two different classes is dropped, as are unparsable names.
     """
-    from trainer.meters import FOLDER
 
     kept: dict[str, tuple[str, dict, bytes]] = {}
     conflicting: set[str] = set()
@@ -358,8 +359,8 @@ def convert_meters(upstream: Path, target: Path) -> int:
             for digest, (name, row, data) in kept.items():
                 path = f"images/{digest[:12]}_{name}"
                 writer.writerow({"path": path, **row})
-                _add(out, f"{FOLDER}/{path}", data)
-            _add(out, f"{FOLDER}/labels.csv", labels.getvalue().encode())
+                _add(out, f"{METER_FOLDER}/{path}", data)
+            _add(out, f"{METER_FOLDER}/labels.csv", labels.getvalue().encode())
     os.replace(tmp.name, target)
     log.info("meter digits: %d crops (%d duplicates with conflicting labels dropped, %d names not labels)",
              len(kept), len(conflicting), unparsed)

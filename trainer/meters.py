@@ -28,13 +28,12 @@ import numpy as np
 
 from trainer import effects
 from trainer.skips import skip
-from trainer.fetch import data_root, missing
-from trainer.sources import cache_dir, passes
+from trainer.fetch import METER_ARCHIVE, METER_FOLDER, data_root, missing
+from trainer.streams import cache_dir, passes
 
 log = logging.getLogger(__name__)
 
-ARCHIVE = "meter-digits/meter_digits_dev.tar.gz"
-FOLDER = "meter_digits_dev"
+ARCHIVE, FOLDER = METER_ARCHIVE, METER_FOLDER
 # (source prefix, group): names that are one meter (or one contributor's mixed collection) go together.
 GROUP_RULES = (
     ("images/collected/powermeter/ISKRA", "iskra-t3f"),

@@ -17,8 +17,7 @@ import numpy as np
 from keras import layers
 
 from device.contract import MAX_DIGITS, NUM_CLASSES, InputSpec
-
-ARCHITECTURES = ("length_digits", "ctc")
+from trainer.train_config import ARCHITECTURES
 
 
 def _conv(x, filters: int, name: str, kernel=(3, 3), padding: str = "same"):

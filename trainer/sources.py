@@ -12,18 +12,15 @@ from __future__ import annotations
 import importlib
 import itertools
 import logging
-import os
-import zlib
-from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from device.contract import InputSpec, check_label, prepare_crop
+from trainer.streams import SPLITS, make_rng
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 # name -> "module:function" of a generator (split, rng, **options) -> Iterator[(image, label)]
 SOURCES = {
     "rendered": "trainer.render:iter_rendered",
@@ -37,33 +34,16 @@ SOURCES = {
 Sample = tuple[np.ndarray, str]
 
 
-def shared_data_dir() -> Path:
-    """The team's read-only data folder: $DIGITCAM_DATA, else ``../shared/data`` beside the project root."""
-    env = os.environ.get("DIGITCAM_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def cache_dir() -> Path:
-    """Where archives are extracted once (never inside the repository): $DIGITCAM_CACHE or ~/.cache/digitcam."""
-    env = os.environ.get("DIGITCAM_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "digitcam"
 
 
-def passes(n: int, split: str, rng: np.random.Generator) -> Iterator[int]:
-    """Indices into a finite real set: train reshuffles it forever; val and test go through it once."""
-    while n > 0:
-        yield from (rng.permutation(n) if split == "train" else range(n))
-        if split != "train":
-            return
 
 
 def source_names() -> tuple[str, ...]:
     return tuple(SOURCES)
 
 
-def make_rng(name: str, split: str, seed: int) -> np.random.Generator:
-    """A generator seeded by (source, split, seed): stable across runs, machines and Python versions."""
-    return np.random.default_rng([zlib.crc32(name.encode()), SPLITS.index(split), int(seed)])
 
 
 def _check(name: str, split: str) -> Callable[..., Iterator[Sample]]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from device.contract import MAX_DIGITS
 from trainer.skips import skip
-from trainer.sources import passes
+from trainer.streams import passes
 
 log = logging.getLogger(__name__)
 

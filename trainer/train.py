@@ -241,7 +241,7 @@ class ValidateAndCheckpoint(keras.callbacks.Callback):
         self.epoch_started = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
-        from trainer.export import float_readings, sequence_accuracy
+        from trainer.metrics import float_readings, sequence_accuracy
 
         logs = logs if logs is not None else {}
         config = self.run.config
