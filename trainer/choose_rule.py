@@ -1,7 +1,7 @@
 """Measure how ``digitcam read`` should choose among the locator's candidates, on held-out scenes.
 
     python -m trainer.choose_rule --split val -n 300         # choose: prints every rule's right-number rate
-    python -m trainer.choose_rule --split test -n 300 --rule 1,4,0.5 --floor 0.8 --k 4   # measure one, once
+    python -m trainer.choose_rule --split test -n 600 --rule 1,4,0.5 --floor 0.5 --k 4 --roi   # measure one, once
 
 Each scene is located once with a low candidate floor and many candidates, every candidate is read
 through the locator's views (as ``FrameReader.read_candidates`` does), and the rules, floors and
@@ -99,6 +99,29 @@ def compare(sets: dict[str, list[dict]], rules=RULES, floors=FLOORS, ks=KS) -> d
     return report
 
 
+def rough_roi(box, frame_shape, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A region as a person draws it round a number: 2x its width, 4x its height, the number anywhere inside."""
+    x, y, w, h = box
+    fh, fw = frame_shape[:2]
+    rx, ry = x - rng.uniform(0.1, 0.9) * w, y - rng.uniform(0.5, 2.5) * h
+    x0, y0 = int(max(0, rx)), int(max(0, ry))
+    return x0, y0, int(min(fw, rx + 2 * w)) - x0, int(min(fh, ry + 4 * h)) - y0
+
+
+def roi_reads(locator_path: Path, recognizer, scenes, seed: int = 5) -> dict:
+    """Right-number rate reading the true box (tight) against searching a rough ROI round it."""
+    reader = FrameReader(recognizer, Locator(locator_path))
+    rng = np.random.default_rng(seed)
+    tight = rough = n = 0
+    for frame, label, box in scenes:
+        if box is None:
+            continue
+        n += 1
+        tight += reader.read_box(frame, tuple(int(v) for v in box))[0].value == label
+        rough += reader.find_and_read(frame, rough_roi(box, frame.shape, rng))[0].value == label
+    return {"tight": round(tight / max(1, n), 4), "rough_roi": round(rough / max(1, n), 4), "n": n}
+
+
 def parse_rule(text: str) -> Rule:
     p, d, lp = text.split(",")
     return Rule(float(p), int(d), float(lp))
@@ -114,19 +137,24 @@ def main(argv=None) -> int:
     parser.add_argument("--floor", type=float, default=None)
     parser.add_argument("--k", type=int, default=None)
     parser.add_argument("--top", type=int, default=15, help="grid rows to print")
+    parser.add_argument("--roi", action="store_true", help="also compare rough-ROI reads with tight-box reads")
     parser.add_argument("-o", "--output", type=Path, default=None, help="write the whole report as JSON")
     args = parser.parse_args(argv)
     from device.bundled import default_model
     from device.recognize import Recognizer
 
     recognizer = Recognizer(args.model or default_model())
-    sets = {name: collect(args.locator, recognizer, scenes) for name, scenes in scene_sets(args.split, args.n).items()}
+    all_scenes = scene_sets(args.split, args.n)
+    sets = {name: collect(args.locator, recognizer, scenes) for name, scenes in all_scenes.items()}
     default = Locator(args.locator)
     report = compare(sets, [args.rule] if args.rule else RULES,
                      [args.floor] if args.floor is not None else FLOORS, [args.k] if args.k else KS)
     report["device_default"] = {"rule": [DEFAULT_RULE.peak_power, DEFAULT_RULE.counter_digits, DEFAULT_RULE.length_power],
                                 "floor": default.candidate_floor or default.threshold, "k": default.max_candidates}
     report["split"] = args.split
+    if args.roi:
+        report["roi"] = {name: roi_reads(args.locator, recognizer, scenes) for name, scenes in all_scenes.items()}
+        print("rough ROI vs tight box: " + json.dumps(report["roi"]))
     if args.output:
         args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{args.split}, {args.n} scenes per set; single box: " + ", ".join(

@@ -79,7 +79,8 @@ def scene_example(frame: np.ndarray, box, rng: np.random.Generator | None, heigh
 def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_rate: float = 0.0,
                    cache: Path | None = None, size: tuple[int, int] = RENDER_SIZE,
                    log_size: bool = False, strips: float = 0.0,
-                   empty_rate: float | None = None, plain_rate: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                   empty_rate: float | None = None, plain_rate: float = 0.0,
+                   cluttered: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` scenes as model inputs ``[n, h, w]`` uint8 and corners ``[n, 4]`` (NaN: no number); cached."""
     if cache is not None and cache.is_file():
         data = np.load(cache)
@@ -88,7 +89,7 @@ def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_
     from trainer.sources import iter_scenes
 
     rng = np.random.default_rng(seed + 17)
-    options = {"plain_rate": plain_rate} | ({} if empty_rate is None else {"empty_rate": empty_rate})
+    options = {"plain_rate": plain_rate, "cluttered": cluttered} | ({} if empty_rate is None else {"empty_rate": empty_rate})
     images = np.zeros((n, height, width), np.uint8)
     corners = np.zeros((n, 4), np.float32)
     started = time.monotonic()
@@ -260,14 +261,15 @@ def train(out: Path, n_train: int = 12000, epochs: int = 12, batch: int = 32, lr
 # ---- measurement ------------------------------------------------------------------------------------------
 
 
-def held_out_scenes(split: str, n: int, seed: int, strips: float = 0.0):
+def held_out_scenes(split: str, n: int, seed: int, strips: float = 0.0, cluttered: float = 0.0):
     """The first ``n`` scenes of a held-out split at full resolution: (frame, label, box).
 
     ``strips`` > 0: that share of the numbers are the split's real meter strips (meters never trained on).
+    ``cluttered`` > 0: that share of the scenes are cluttered ones (``trainer.cluttered``).
     """
     from trainer.sources import iter_scenes
 
-    return list(itertools.islice(iter_scenes(split, seed, strips=strips), n))
+    return list(itertools.islice(iter_scenes(split, seed, strips=strips, cluttered=cluttered), n))
 
 
 def blob_box(heat: np.ndarray, threshold: float):
@@ -550,20 +552,23 @@ def export(run: Path, output: Path, threshold: float = 0.5, margin: float = 0.1,
 
 
 def contact_sheet(locator, recognizer, scenes, output: Path, cols: int = 6, tile_width: int = 240) -> Path:
-    """Annotated scenes (found box and reading in green/red, true box in thin blue) tiled into one PNG."""
+    """Annotated scenes tiled into one image: what ``digitcam read`` reports (box and reading in green/red),
+    the other candidates it read (thin yellow), the true box (thin blue)."""
     import cv2
 
     from device.overlay import annotate
 
     tiles = []
+    reader = FrameReader(recognizer, locator)
     for frame, label, box in scenes:
         bgr = np.ascontiguousarray(frame[:, :, ::-1]) if frame.ndim == 3 else frame
-        found = locator.find(bgr)
-        value, conf = None, 0.0
-        if found is not None:
-            reading, _ = FrameReader(recognizer, locator).read_box(bgr, found)
-            value, conf = reading.value, reading.confidence
-        tile = annotate(bgr, found, value, conf)
+        found = reader.read_candidates(bgr)
+        value, conf = found.reading.value, (found.reading.confidence if found.candidates else 0.0)
+        tile = annotate(bgr, found.reading.box, value, conf)
+        for other in found.candidates:
+            if other is not found.reading:
+                x, y, w, h = other.box
+                cv2.rectangle(tile, (x, y), (x + w - 1, y + h - 1), (0, 220, 255), 1)
         if box is not None:
             x, y, w, h = (int(v) for v in box)
             cv2.rectangle(tile, (x, y), (x + w - 1, y + h - 1), (230, 120, 30), 1)
@@ -610,6 +615,8 @@ def main(argv=None) -> int:
     p.add_argument("--empty-rate", type=float, default=None, help="share of scenes without a number (default 0.1)")
     p.add_argument("--plain-rate", type=float, default=0.0,
                    help="share of the scenes without a number that are a flat colour or a smooth ramp")
+    p.add_argument("--cluttered", type=float, default=0.0,
+                   help="share of scenes with many other numbers (instrument clusters, meter faces, date stamps)")
     p = sub.add_parser("export")
     p.add_argument("run", type=Path)
     p.add_argument("-o", "--output", type=Path, default=Path("models/locator.tflite"))
@@ -632,6 +639,7 @@ def main(argv=None) -> int:
         p.add_argument("-n", type=int, default=300 if name == "eval" else 36)
         p.add_argument("-o", "--output", type=Path, required=name == "sheet")
         p.add_argument("--strips", type=float, default=0.0, help="share of real meter strips among the numbers")
+        p.add_argument("--cluttered", type=float, default=0.0, help="share of cluttered scenes (trainer.cluttered)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "train":
@@ -644,7 +652,7 @@ def main(argv=None) -> int:
         images, _ = make_scene_set("train", args.n, args.seed, args.height or INPUT_HEIGHT, args.width or INPUT_WIDTH,
                                    ZOOM_RATE, args.output,
                                    log_size=args.log_size, strips=args.strips, empty_rate=args.empty_rate,
-                                   plain_rate=args.plain_rate)
+                                   plain_rate=args.plain_rate, cluttered=args.cluttered)
         print(f"wrote {args.output} ({len(images)} scenes)")
         return 0
     if args.command == "export":
@@ -664,7 +672,8 @@ def main(argv=None) -> int:
         if args.write:
             record_in_manifest(args.locator, "crops", report["crops"])
         return 0
-    scenes = held_out_scenes(args.split, args.n, TEST_SEED if args.split == "test" else VAL_SEED, args.strips)
+    scenes = held_out_scenes(args.split, args.n, TEST_SEED if args.split == "test" else VAL_SEED, args.strips,
+                             args.cluttered)
     if args.command == "sheet":
         print(contact_sheet(locator, recognizer, scenes, args.output))
         return 0

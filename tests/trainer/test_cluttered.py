@@ -1,0 +1,57 @@
+"""Cluttered evaluation scenes (``trainer.cluttered`` via ``iter_scenes(..., cluttered=...)``): the wanted
+number is labelled and boxed, the clutter around it holds other numbers, and the option is off by default."""
+
+from __future__ import annotations
+
+import itertools
+
+import cv2
+import numpy as np
+
+from trainer.cluttered import KINDS, cluster_scene, meter_scene, watermark
+from trainer.sources import iter_scenes
+
+
+def fixed_number(rng):
+    """A stand-in for the renderer: a white plate with a dark 6-digit strip, always '123456'."""
+    crop = np.full((40, 150, 3), 240, np.uint8)
+    cv2.putText(crop, "123456", (4, 32), cv2.FONT_HERSHEY_SIMPLEX, 1.1, (10, 10, 10), 2)
+    return crop, "123456"
+
+
+def test_each_kind_keeps_the_wanted_number_intact_inside_the_frame():
+    rng = np.random.default_rng(1)
+    for draw in (cluster_scene, meter_scene):
+        for _ in range(10):
+            img = np.full((480, 640, 3), 90, np.uint8)
+            label, (x, y, w, h) = draw(img, rng, fixed_number)
+            assert label == "123456"
+            assert 0 <= x and 0 <= y and x + w <= 640 and y + h <= 480 and h >= 0.03 * 480 * 0.9
+            expected = cv2.resize(fixed_number(rng)[0], (w, h), interpolation=cv2.INTER_AREA)
+            assert np.array_equal(img[y : y + h, x : x + w], expected)  # nothing drawn over it
+            outside = img.copy()
+            outside[y : y + h, x : x + w] = 90
+            assert cv2.Canny(outside, 50, 150).mean() > 2  # dials, ticks, text: clutter around it
+
+
+def test_the_date_stamp_stays_off_the_number():
+    rng = np.random.default_rng(2)
+    drawn = 0
+    for _ in range(20):
+        img = np.zeros((480, 640, 3), np.uint8)
+        avoid = (300, 400, 300, 80)  # where a bottom-right stamp would go
+        watermark(img, rng, avoid)
+        assert img[avoid[1] : avoid[1] + avoid[3], avoid[0] : avoid[0] + avoid[2]].max() == 0
+        drawn += img.max() > 0
+    assert drawn >= 15  # in another corner; left out only when none is free
+
+
+def test_cluttered_scenes_are_labelled_and_the_option_is_off_by_default():
+    scenes = list(itertools.islice(iter_scenes("val", 3, cluttered=1.0), 12))
+    assert len(KINDS) == 3
+    for frame, label, box in scenes:
+        assert frame.shape == (480, 640, 3) and label.isdigit() and box is not None
+    default = [(f.tobytes(), l, b) for f, l, b in itertools.islice(iter_scenes("val", 3), 6)]
+    off = [(f.tobytes(), l, b) for f, l, b in itertools.islice(iter_scenes("val", 3, cluttered=0.0), 6)]
+    assert default == off
+    assert [l for _, l, _ in scenes[:6]] != [l for _, l, _ in default]
