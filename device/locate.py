@@ -23,8 +23,7 @@ from device.bundled import REPO_LOCATOR, bundled_locator  # noqa: F401  (REPO_LO
 from device.contract import to_gray
 from device.errors import ModelError
 from device.manifest import read_verified_manifest
-from device.recognize import dequantize
-from device.runtime import build_interpreter
+from device.tflite_model import TFLiteModel, uint8_image_shape
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +296,7 @@ class Candidate:
     score: float
 
 
-class Locator:
+class Locator(TFLiteModel):
     """Finds the number in frames with one interpreter, built once; ``find`` gives the crop box,
     ``candidates`` several separate ones for the reader to choose among."""
 
@@ -313,19 +312,14 @@ class Locator:
         self.max_candidates = int(max_candidates)
         # peaks below it seed no candidate; never above the threshold (None: the threshold)
         self.candidate_floor = None if candidate_floor is None else min(float(candidate_floor), self.threshold)
-        self.interpreter, self.runtime = build_interpreter(self.model_path, threads=threads, prefer=runtime)
-        signatures = self.interpreter.get_signature_list()
-        if not signatures:
-            raise ModelError(f"locator {self.model_path} has no signature")
-        self._runner = self.interpreter.get_signature_runner(next(iter(signatures)))
-        inputs = self._runner.get_input_details()
-        self._outputs = self._runner.get_output_details()
-        if len(inputs) != 1 or not {"heatmap", "box"} <= set(self._outputs):
+        inputs = self._open(self.model_path, threads, runtime, no_signature=f"locator {self.model_path} has no signature")
+        if len(inputs) != 1 or not {"heatmap", "box"} <= set(self._output_details):
             raise ModelError(f"locator {self.model_path} has inputs {sorted(inputs)} and outputs "
-                             f"{sorted(self._outputs)}: want one image input, 'heatmap' and 'box' outputs")
+                             f"{sorted(self._output_details)}: want one image input, 'heatmap' and 'box' outputs")
         (self._input_name, details), = inputs.items()
-        shape = list(details["shape"])
-        if np.dtype(details["dtype"]) != np.uint8 or len(shape) != 4 or shape[3] != 1:
+        shape = uint8_image_shape(details)
+        if shape is None:
+            shape = list(details["shape"])
             raise ModelError(f"locator {self.model_path} input is {np.dtype(details['dtype']).name}{shape}: "
                              "want uint8[1, height, width, 1]")
         self.height, self.width = int(shape[1]), int(shape[2])
@@ -335,9 +329,8 @@ class Locator:
     def maps(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, Fit]:
         """The raw outputs for one frame: heat ``[rows, cols]``, edge distances ``[rows, cols, 4]``, the Fit."""
         small, fit = fit_frame(frame, self.height, self.width)
-        raw = self._runner(**{self._input_name: small[None, :, :, None]})
-        heat = dequantize(raw["heatmap"], self._outputs["heatmap"])[0, :, :, 0]
-        ltrb = dequantize(raw["box"], self._outputs["box"])[0]
+        out = self._run(small[None, :, :, None])
+        heat, ltrb = out["heatmap"][0, :, :, 0], out["box"][0]
         return heat, ltrb, fit
 
     def _locate_once(self, frame: np.ndarray, threshold: float) -> Detection | None:

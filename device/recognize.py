@@ -1,8 +1,4 @@
-"""The recognizer: one int8 TFLite model, built once, that turns crops into Readings.
-
-Inputs and outputs are addressed by signature name (``get_signature_runner``), never by tensor index,
-so a re-exported model with reordered tensors still reads correctly.
-"""
+"""The recognizer: one int8 TFLite model (``device/tflite_model.py``), built once, that turns crops into Readings."""
 
 from __future__ import annotations
 
@@ -22,23 +18,9 @@ from device.contract import (
 )
 from device.errors import ModelError
 from device.manifest import Manifest, load_manifest
-from device.runtime import build_interpreter
+from device.tflite_model import TFLiteModel, dequantize, uint8_image_shape  # noqa: F401  (dequantize: API)
 
 log = logging.getLogger(__name__)
-
-
-def dequantize(value: np.ndarray, details: dict) -> np.ndarray:
-    """An int8/uint8 output tensor -> float32 probabilities; float outputs pass through."""
-    if value.dtype not in (np.int8, np.uint8):
-        return value.astype(np.float32, copy=False)
-    params = details.get("quantization_parameters") or {}
-    scales = params.get("scales")
-    zeros = params.get("zero_points")
-    if scales is None or len(scales) == 0:
-        scale, zero = details.get("quantization", (1.0, 0))
-    else:
-        scale, zero = float(scales[0]), int(zeros[0])
-    return (value.astype(np.float32) - zero) * scale
 
 
 def vote(readings: list[Reading]) -> int:
@@ -60,24 +42,18 @@ def calibration_temperature(manifest: dict, model_path: Path) -> float:
     return float(value)
 
 
-class Recognizer:
+class Recognizer(TFLiteModel):
     """Reads cropped numbers with one interpreter; ``read`` takes any crops, ``infer`` prepared tensors."""
 
     def __init__(self, model_path: str | Path, threads: int = 1, runtime: str = "auto"):
         self.model_path = Path(model_path)
         self.manifest: Manifest = load_manifest(self.model_path)
-        self.interpreter, self.runtime = build_interpreter(self.model_path, threads=threads, prefer=runtime)
-        signatures = self.interpreter.get_signature_list()
-        if not signatures:
-            raise ModelError(f"model {self.model_path} has no signature; export it with digitcam export")
-        key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
-        self._runner = self.interpreter.get_signature_runner(key)
-        inputs = self._runner.get_input_details()
+        inputs = self._open(self.model_path, threads, runtime, prefer="serving_default",
+                            no_signature=f"model {self.model_path} has no signature; export it with digitcam export")
         if len(inputs) != 1:
             raise ModelError(f"model {self.model_path} has {len(inputs)} inputs, the contract wants 1")
         (self._input_name, details), = inputs.items()
         self.spec = self._check_input(details)
-        self._output_details = self._runner.get_output_details()
         try:
             self.head = head_of(self._output_details)
         except ValueError as exc:
@@ -89,18 +65,15 @@ class Recognizer:
                  self.spec.height, self.runtime)
 
     def _check_input(self, details: dict) -> InputSpec:
-        shape = list(details["shape"])
-        dtype = np.dtype(details["dtype"])
-        if dtype != np.uint8 or len(shape) != 4 or shape[3] != INPUT_CHANNELS or min(shape[1:3]) < 8:
-            raise ModelError(
-                f"model {self.model_path} input is {dtype.name}{shape}, the contract wants uint8[batch, height, width, 1]"
-            )
+        shape = uint8_image_shape(details, INPUT_CHANNELS)
+        if shape is None or min(shape[1:3]) < 8:
+            raise ModelError(f"model {self.model_path} input is {np.dtype(details['dtype']).name}"
+                             f"{list(details['shape'])}, the contract wants uint8[batch, height, width, 1]")
         return InputSpec(height=int(shape[1]), width=int(shape[2]))
 
     def probabilities(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Prepared uint8 ``[n, h, w, 1]`` -> the model's named outputs as float probabilities, uncalibrated."""
-        raw = self._runner(**{self._input_name: np.ascontiguousarray(batch, dtype=np.uint8)})
-        return {name: dequantize(value, self._output_details[name]) for name, value in raw.items()}
+        return self._run(batch)
 
     def infer(self, batch: np.ndarray) -> list[Reading]:
         """Prepared uint8 ``[n, h, w, 1]`` -> Readings; all crops of a frame go through one invoke."""
