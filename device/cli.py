@@ -169,6 +169,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure speed of the installed model on this machine")
     add_bench_arguments(p)
     p.set_defaults(func=_device("device.benchmark"))
+
+    p = sub.add_parser("crops", help="list, label and export the crops sensors collected (collect = true)")
+    csub = p.add_subparsers(dest="crops_command", required=True, metavar="ACTION")
+    q = csub.add_parser("list", help="one line per crop: sensor/name, kind, label, what the model read")
+    q.add_argument("where", type=Path, help="digitcam.toml (its state directory's crops) or a folder of crops")
+    q.add_argument("--kind", choices=["auto", "human", "review"], default=None)
+    q.add_argument("--sensor", default=None)
+    q.add_argument("--json", action="store_true", help="one JSON object per crop")
+    q.set_defaults(func=_device("device.cropstore"))
+    q = csub.add_parser("label", help="give a crop a person's label (outranks the pseudo-label); 'none' to unlabel")
+    q.add_argument("where", type=Path, help="digitcam.toml or a folder of crops")
+    q.add_argument("name", help="the crop's name (or SENSOR/name) as crops list shows it")
+    q.add_argument("label", help="1-8 digits, or none")
+    q.set_defaults(func=_device("device.cropstore"))
+    q = csub.add_parser("export", help="copy the labelled crops to a folder with labels.csv (for digitcam eval)")
+    q.add_argument("where", type=Path, help="digitcam.toml or a folder of crops")
+    q.add_argument("-o", "--output", type=Path, required=True)
+    q.add_argument("--sensor", default=None)
+    q.set_defaults(func=_device("device.cropstore"))
+
+    p = sub.add_parser("adapt", help="fine-tune the model on a meter's collected crops (needs digitcam[train])")
+    p.add_argument("--crops", type=Path, required=True, help="a folder of collected crops (a store, or fetched)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="the base .tflite (default: the bundled one); its Keras weights (.keras) lie beside it")
+    p.add_argument("--weights", type=Path, default=None, help="the base's Keras weights, if not beside the model")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the adapted .tflite to write")
+    p.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: from the crop count)")
+    p.add_argument("--holdout", type=float, default=0.25, help="share of the crops, the latest, held out (0.05-0.5)")
+    p.add_argument("--cache", type=Path, default=None, help="a pre-rendered shard cache of the training mix")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_trainer("trainer.adapt"))
     return parser
 
 

@@ -28,6 +28,7 @@ import logging
 import os
 import queue
 import re
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -120,6 +121,15 @@ def read_crop(crop: Crop | Path) -> np.ndarray:
     return image
 
 
+def relabel_file(crop: Crop, label: str | None) -> Crop:
+    """Rename a crop's file to carry a person's label (kind ``human``), or none (kind ``review``)."""
+    kind = HUMAN if label is not None else REVIEW
+    m = NAME.match(crop.name)
+    new = crop.path.with_name(f"{m['ms']}-{m['seq']}-{kind}-{label or 'x'}-r{m['raw']}-c{m['conf']}.png")
+    os.replace(crop.path, new)
+    return Crop(new, crop.at, kind, label, crop.raw, crop.confidence, crop.size)
+
+
 def balance_key(label: str | None) -> str:
     """Crops are balanced by the lowest wheel's digit: on a meter it is the one that shows every digit."""
     return label[-1] if label else "x"
@@ -180,14 +190,10 @@ class CropStore:
         crop = self.crops.get(name)
         if crop is None:
             raise CropError(f"no crop {name} in {self.folder}")
-        kind = HUMAN if label is not None else REVIEW
-        m = NAME.match(name)
-        new = self.folder / f"{m['ms']}-{m['seq']}-{kind}-{label or 'x'}-r{m['raw']}-c{m['conf']}.png"
-        os.replace(crop.path, new)
-        moved = Crop(new, crop.at, kind, label, crop.raw, crop.confidence, crop.size)
+        moved = relabel_file(crop, label)
         with self._lock:
             del self.crops[name]
-            self.crops[new.name] = moved
+            self.crops[moved.name] = moved
         return moved
 
     def enforce(self) -> int:
@@ -303,6 +309,16 @@ class Collector:
                 if p.reading.value is None or p.reading.confidence < self.min_confidence]
 
 
+def view_box(reader, sensor, reading: Reading, frame_shape):
+    """The box whose crop the recognizer read: a fixed ROI's box, or the winning locator view of a located one."""
+    box = reading.box
+    locator = getattr(reader, "locator", None)
+    if box is None or locator is None or not sensor.config.locate or getattr(sensor, "view", None) is None:
+        return box
+    views = locator.view_boxes(box, frame_shape)
+    return views[sensor.view] if sensor.view < len(views) else box
+
+
 class CropCollection:
     """The daemon's crop collecting: a Collector per collecting sensor and one writer thread for all stores."""
 
@@ -315,8 +331,7 @@ class CropCollection:
         self.failed = 0  # crops that could not be written
         self._warned = False
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE)
-        self._thread = threading.Thread(target=self._write_loop, name="digitcam-crops", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None  # started by the first collecting sensor
 
     def observe(self, sensor, reading: Reading, decision, frame, frame_no: int, view_box=None) -> None:
         """One sensor's frame (called only for ``collect = true`` sensors): label, and queue what is known."""
@@ -326,6 +341,9 @@ class CropCollection:
         if collector is None:
             collector = self.collectors[cfg.name] = Collector(cfg.mode, cfg.window, cfg.stable_reads,
                                                               cfg.min_confidence)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._write_loop, name="digitcam-crops", daemon=True)
+                self._thread.start()
             self._put((cfg.name, limit, None))  # the writer opens (scans) the store: its counts show at once
         box = view_box or reading.box
         if box is None:
@@ -343,6 +361,12 @@ class CropCollection:
             self._queue.put_nowait(job)
         except queue.Full:
             self.dropped += 1
+
+    def observe_frame(self, sensors, readings, decisions, frame, frame_no: int, reader) -> None:
+        """The service's hook: every ``collect = true`` sensor's reading of this frame, with the crop it read."""
+        for sensor, reading, decision in zip(sensors, readings, decisions):
+            if getattr(sensor.config, "collect", False):
+                self.observe(sensor, reading, decision, frame, frame_no, view_box(reader, sensor, reading, frame.shape))
 
     def report(self) -> dict:
         """The stats topic's ``crops``: per sensor its counts and bytes, plus crops lost."""
@@ -362,6 +386,8 @@ class CropCollection:
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what is queued (at most ``timeout_s``) and stop the writer. Pending crops are not labelled yet
         and are dropped."""
+        if self._thread is None:
+            return
         try:
             self._queue.put((None, 0, None), timeout=timeout_s)
         except queue.Full:
@@ -392,3 +418,83 @@ class CropCollection:
                                 self.root, exc)
             finally:
                 self._queue.task_done()
+
+
+# ---- digitcam crops list | label | export ---------------------------------------------------------------
+
+
+def crops_root(where: Path) -> Path:
+    """A config file means its state directory's crops; anything else is a folder of crops."""
+    where = Path(where)
+    if where.suffix == ".toml" or where.is_file():
+        from device.config import load_config
+
+        return load_config(where).state_dir / CROPS_DIR
+    return where
+
+
+def _find(root: Path, name: str) -> Crop:
+    hits = [c for c in scan(root) if c.name == name or str(c.path.relative_to(root)) == name]
+    if not hits:
+        raise CropError(f"no crop {name} under {root} (digitcam crops list shows the names)")
+    if len(hits) > 1:
+        raise CropError(f"crop {name} is in several sensors' folders; name it as SENSOR/{name}")
+    return hits[0]
+
+
+def check_label(text: str) -> str | None:
+    """A person's label: 1-8 digits, or 'none' to send the crop back to review."""
+    if text.lower() in ("none", "-", "x"):
+        return None
+    if not text.isdigit() or not 1 <= len(text) <= 8:
+        raise CropError(f"a label is 1-8 digits (or 'none'), not {text[:20]!r}")
+    return text
+
+
+def export(root: Path, out: Path, sensor: str | None = None) -> int:
+    """Copy every labelled crop to ``out/<sensor>/`` (same names) and write ``out/labels.csv`` (path,label)."""
+    import csv
+    import shutil
+
+    crops = [c for c in scan(root) if c.label is not None and (sensor is None or c.sensor == sensor)]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "labels.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label"])
+        for c in crops:
+            target = out / c.sensor / c.name
+            target.parent.mkdir(exist_ok=True)
+            shutil.copyfile(c.path, target)
+            writer.writerow([f"{c.sensor}/{c.name}", c.label])
+    return len(crops)
+
+
+def main(args) -> int:
+    """``digitcam crops``: look at, label and export what the sensors collected."""
+    import json
+
+    root = crops_root(args.where)
+    if args.crops_command == "list":
+        crops = [c for c in scan(root) if (args.kind is None or c.kind == args.kind)
+                 and (args.sensor is None or c.sensor == args.sensor)]
+        for c in crops:
+            if args.json:
+                print(json.dumps({"sensor": c.sensor, "name": c.name, "kind": c.kind, "label": c.label,
+                                  "raw": c.raw, "confidence": c.confidence, "at": c.at, "bytes": c.size}))
+            else:
+                print(f"{c.sensor}/{c.name}  {c.kind:6s}  label {c.label or '-':8s}  read {c.raw or '-':8s} "
+                      f"({c.confidence:.2f})")
+        kinds = Counter(c.kind for c in crops)
+        print(f"{len(crops)} crop(s) in {root}: " + ", ".join(f"{kinds.get(k, 0)} {k}" for k in KINDS)
+              + f", {sum(c.size for c in crops) / 1e6:.2f} MB", file=sys.stderr if args.json else sys.stdout)
+        return 0
+    if args.crops_command == "label":
+        label = check_label(args.label)
+        crop = _find(root, args.name)
+        new = relabel_file(crop, label)
+        print(f"{crop.sensor}/{new.name}: {new.kind} {new.label or '-'} (was {crop.kind} {crop.label or '-'})")
+        return 0
+    n = export(root, args.output, args.sensor)
+    print(f"exported {n} labelled crop(s) to {args.output} (labels.csv: digitcam eval {args.output}/labels.csv)")
+    return 0

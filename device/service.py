@@ -72,6 +72,7 @@ class Service:
         self._commands: deque = deque(maxlen=64)
         self._next_stats = time.monotonic() + stats_interval_s
         self.web = None  # device.web.WebState while the page is on: it is handed frames, publishes and calls
+        self.crops = None  # device.cropstore.CropCollection: sensors with collect = true keep their crops
         self._handlers = {"read": self._cmd_read, "snapshot": self._cmd_snapshot, "reload": self._cmd_reload,
                           "set_value": self._cmd_set_value}
 
@@ -144,11 +145,15 @@ class Service:
         self.stats.frame(ms)
         self.camera.frame_usable()
         now = time.monotonic()  # hold and rate logic: a clock NTP cannot move; wall time only in payloads
+        decisions = []
         for sensor, reading in zip(self.sensors, readings):
             sensor.last = reading
             decision = sensor.smoother.update(reading, now)
+            decisions.append(decision)
             if decision is not None:
                 self._publish(sensor, decision.reading, decision.flags)
+        if self.crops is not None:
+            self.crops.observe_frame(self.sensors, readings, decisions, frame, self.frame_no, self.reader)
         self._meter_signals(readings, now)
         if self.web is not None:
             self.web.frame(frame, self.frame_no, self.sensors, ms)
@@ -204,6 +209,8 @@ class Service:
             "camera_error": self.camera.error,
             "values": {s.name: s.smoother.value for s in self.sensors},
         })
+        if self.crops is not None and self.crops.collectors:
+            report["crops"] = self.crops.report()
         return report
 
     def _publish_stats(self) -> None:
@@ -325,6 +332,8 @@ class Service:
         self.camera.close()
         if self.publisher is not None:
             self.publisher.close(self.flush_timeout_s)
+        if self.crops is not None:
+            self.crops.close(self.flush_timeout_s)
         log.info("stopped after %d frame(s)", self.frame_no)
 
 
@@ -343,6 +352,9 @@ def build_service(cfg, printer=None, notifier: Notifier | None = None, source=No
                       unusable_after_s=cfg.camera.read_timeout_s)
     if publisher is not None:
         publisher.on_command = service.command
+    from device.cropstore import CropCollection
+
+    service.crops = CropCollection(cfg.state_dir)  # idle (no thread) until a sensor has collect = true
     return service, publisher
 
 

@@ -244,3 +244,44 @@ def test_the_collection_writes_on_its_own_thread_and_reports_counts(tmp_path):
     again.observe(sensor, r("000102"), None, frame, 0)  # opens the store: its counts show before any write
     assert again.flush() and again.report()["sensors"]["water"]["crops"] == len(stored)
     again.close()
+
+
+# ---- the real daemon and the command line ---------------------------------------------------------------
+
+
+def test_a_real_daemon_collects_crops_that_crops_list_label_and_export_handle(tmp_path, model, daemons):
+    import cv2
+
+    from tests import support
+
+    video = tmp_path / "plates.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (support.FRAME_W, support.FRAME_H))
+    rng = np.random.default_rng(0)
+    for text in ("4711", "629", "80125"):
+        for _ in range(60):
+            writer.write(support.number_frame(support.number_crop(text), rng))
+    writer.release()
+    config = support.write_config(tmp_path, model, video, fps=30, sensor_extra="collect = true\ncollect_max_mb = 1")
+    daemon = daemons(config, "--print")
+    assert daemon.wait(60) == 0, daemon.log()
+    stored = scan(tmp_path / "state" / "crops" / "number")
+    labelled = [c for c in stored if c.label is not None]
+    assert len(labelled) >= 3, daemon.log()
+    assert {c.label for c in labelled} == {"4711", "629", "80125"}  # number mode: each stayed accepted
+    assert all(read_crop(c).shape == (32, 128) for c in stored)
+
+    listed = support.run_cli("crops", "list", config, "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = [__import__("json").loads(line) for line in listed.stdout.splitlines()]
+    assert len(rows) == len(stored)
+    name = rows[0]["name"]
+    assert support.run_cli("crops", "label", config, name, "12345").returncode == 0
+    bad = support.run_cli("crops", "label", config, name, "12a")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "1-8 digits" in bad.stderr
+    out = tmp_path / "export"
+    assert support.run_cli("crops", "export", config, "-o", out).returncode == 0
+    lines = (out / "labels.csv").read_text().splitlines()
+    assert lines[0] == "path,label" and len(lines) == 1 + len(labelled) + (rows[0]["label"] is None)
+    human = [line for line in lines if line.endswith(",12345")]
+    assert len(human) == 1 and "-human-12345-" in human[0]  # the person's label is the one exported
+    assert (out / human[0].split(",")[0]).is_file()
