@@ -47,7 +47,7 @@ except ImportError:  # Python < 3.11
 
 import numpy as np
 
-from device.errors import ConfigError, DigitcamError
+from device.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class WebState:
         self._calls: deque = deque(maxlen=16)
         self._cond = threading.Condition()
         self._jpeg: tuple[int, bytes] | None = None  # (seq, JPEG) of the latest snapshot, encoded once
-        self._render_lock = threading.Lock()
+        self._encoder: threading.Thread | None = None
 
     # ---- the frame thread ----
 
@@ -161,28 +161,38 @@ class WebState:
             future.cancel()
             raise WebError(503, f"the frame loop did not answer within {timeout:.0f} s") from None
 
-    def wait_snapshot(self, after_seq: int, timeout: float) -> Snapshot | None:
-        """The next snapshot newer than ``after_seq`` (None on timeout): a live view's pace."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._snapshot is not None and self._snapshot.seq > after_seq, timeout)
-            snap = self._snapshot
-        return snap if snap is not None and snap.seq > after_seq else None
-
     def watch(self, delta: int) -> None:
-        """A live view opens (+1) or closes (-1)."""
+        """A live view opens (+1) or closes (-1); the first one starts the encoder thread."""
         with self._cond:
             self.viewers += delta
+            if self._encoder is None:
+                self._encoder = threading.Thread(target=self._encode_loop, name="web-encoder", daemon=True)
+                self._encoder.start()
 
-    def jpeg(self, snap: Snapshot) -> bytes:
-        """The snapshot drawn and encoded, once however many viewers there are."""
-        with self._render_lock:
-            cached = self._jpeg
-            if cached is None or cached[0] != snap.seq:
-                self._jpeg = cached = (snap.seq, render_jpeg(snap))
-        return cached[1]
+    def wait_jpeg(self, after_seq: int, timeout: float) -> tuple[int, bytes] | None:
+        """The next encoded frame ``(seq, JPEG)`` newer than ``after_seq``, None on timeout: a live view's pace."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._jpeg is not None and self._jpeg[0] > after_seq, timeout)
+            jpeg = self._jpeg
+        return jpeg if jpeg is not None and jpeg[0] > after_seq else None
 
-    def latest(self) -> Snapshot | None:
-        return self._snapshot
+    def _encode_loop(self) -> None:
+        """Draw and encode each snapshot once, in this one thread however many viewers come and go (their
+        handler threads only send bytes), so the big per-frame buffers live in one malloc arena."""
+        done = 0
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._snapshot is not None and self._snapshot.seq > done)
+                snap = self._snapshot
+            done = snap.seq
+            try:
+                data = render_jpeg(snap)
+            except Exception:  # a frame it cannot draw (odd shape): say so once, keep serving the next
+                log.warning("web: cannot draw frame %d for the live view", snap.frame_no, exc_info=True)
+                continue
+            with self._cond:
+                self._jpeg = (snap.seq, data)
+                self._cond.notify_all()
 
     def frame_size(self) -> tuple[int, int] | None:
         shape = self._frame_shape
@@ -430,19 +440,19 @@ class ServiceActions:
         return answer
 
     def set_value(self, name, value) -> dict:
-        """A meter's ``set_value``, published like a reading (flag ``set_value``)."""
-        sensor = self._sensor(name)
-        if not hasattr(sensor.smoother, "set_value"):
-            raise WebError(409, f"sensor {name} is not a meter (mode = \"meter\"); only a meter has a value to set")
+        """A meter's ``set_value``: the MQTT command's own check and handler, run on the frame thread."""
+        from device.commands import CommandError, parse_command
+
+        self._sensor(name)
+        payload = json.dumps({"sensor": name, "value": value}).encode()
 
         def run():
-            decision = sensor.smoother.set_value(value, time.monotonic())
-            self.service._publish(sensor, decision.reading, decision.flags)
-            return decision.reading.value
+            command = parse_command("set_value", payload, [s.name for s in self.service.sensors])
+            return self.service._cmd_set_value(command.chosen(self.service.sensors), command.args)
 
         try:
-            return {"sensor": name, "value": self.state.call(run)}
-        except DigitcamError as exc:
+            return self.state.call(run)
+        except CommandError as exc:
             raise WebError(400, str(exc)) from None
 
 
@@ -569,13 +579,17 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Routes: GET / /app.js /app.css /api/state /stream.mjpg /frame.jpg /login; POST /login /api/preview
+    """Routes: GET / /app.js /app.css /api/state /stream.mjpg /login; POST /login /api/preview
     /api/roi /api/set_value. Anything else is 404 (unknown path) or 501 (unknown method)."""
 
     server_version = "digitcam"
     sys_version = ""
     protocol_version = "HTTP/1.1"
     timeout = SOCKET_TIMEOUT_S
+    # one buffered write per answer, sent at once: headers and body in separate unbuffered writes meet the
+    # client's delayed ACK on a kept-alive connection (~17 requests/s instead of thousands, docs/WEB.md)
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
 
     @property
     def web(self) -> WebServer:
@@ -655,11 +669,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, body, kind)
             elif path == "/api/state":
                 self._json(200, self.web.state_json())
-            elif path == "/frame.jpg":
-                snap = self.web.state.latest()
-                if snap is None:
-                    raise WebError(404, "no frame yet; open the live view")
-                self._send(200, self.web.state.jpeg(snap), "image/jpeg")
             elif path == "/stream.mjpg":
                 self._stream()
             elif path == "/login":
@@ -718,14 +727,13 @@ class _Handler(BaseHTTPRequestHandler):
             seq = 0
             idle = 0.0
             while self.web.httpd is not None:
-                snap = state.wait_snapshot(seq, 1.0)
-                if snap is None:
+                jpeg = state.wait_jpeg(seq, 1.0)
+                if jpeg is None:
                     idle += 1.0
                     if idle >= SOCKET_TIMEOUT_S * 3:  # the camera is down: let the browser reconnect later
                         break
                     continue
-                idle, seq = 0.0, snap.seq
-                data = state.jpeg(snap)
+                idle, (seq, data) = 0.0, jpeg
                 self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
                                  .encode() + data + b"\r\n")
                 self.wfile.flush()
