@@ -21,6 +21,7 @@ except ImportError:  # Python < 3.11
     import tomli as tomllib
 
 from device.errors import ConfigError
+from device.source_spec import is_path as is_path_source
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # device and sensor names end up in MQTT topics
 MODES = ("number", "meter")
@@ -375,8 +376,6 @@ def _resolve(base: Path, value: str) -> str:
     return str(path if path.is_absolute() else base / path)
 
 
-def _is_path_source(source: str) -> bool:
-    return not (source.isdigit() or source == "picamera2" or source.startswith("/dev/") or "://" in source)
 
 
 def read_secret(path: Path, check: _Checker, table: str, key: str) -> str:
@@ -424,7 +423,7 @@ def parse_config(text: str, path: Path) -> Config:
     sensors = tuple(replace(s, model=_resolve(base, s.model)) for s in sensors)
     d, c, m = parts["device"], parts["camera"], parts["mqtt"]
     d = replace(d, **{k: _resolve(base, getattr(d, k)) for k in ("state_dir", "model", "locator")})
-    if _is_path_source(c.source):
+    if is_path_source(c.source):
         c = replace(c, source=_resolve(base, c.source))
     m = replace(m, **{k: _resolve(base, getattr(m, k)) for k in ("password_file", "ca_file", "cert_file", "key_file")})
     w = _check_web(check, replace(parts["web"], token_file=_resolve(base, parts["web"].token_file)))

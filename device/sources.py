@@ -18,6 +18,7 @@ import numpy as np
 
 from device.errors import ConfigError, SourceError
 from device.images import IMAGE_SUFFIXES, check_frame, load_image
+from device.source_spec import DEVICE, FOLDER, PICAMERA, STREAM, source_kind
 
 log = logging.getLogger(__name__)
 
@@ -287,14 +288,12 @@ class PicameraSource(Source):
 def build_source(camera) -> Source:
     """The source a ``[camera]`` config names; nothing is opened yet (``open`` may fail and be retried)."""
     spec = camera.source
-    if spec == "picamera2":
+    kind = source_kind(spec)
+    if kind == PICAMERA:
         return PicameraSource(camera.width, camera.height, camera.fps, camera.read_timeout_s)
-    if spec.isdigit():
-        return OpenCVSource(int(spec), True, camera.width, camera.height, camera.fps,
+    if kind in (DEVICE, STREAM):
+        return OpenCVSource(int(spec) if spec.isdigit() else spec, True, camera.width, camera.height, camera.fps,
                             read_timeout_s=camera.read_timeout_s)
-    if spec.startswith("/dev/") or "://" in spec:
-        return OpenCVSource(spec, True, camera.width, camera.height, camera.fps, read_timeout_s=camera.read_timeout_s)
-    path = Path(spec)
-    if path.is_dir() or (not path.exists() and not path.suffix):
-        return FolderSource(path, loop=camera.loop, fps=camera.fps)
+    if kind == FOLDER:
+        return FolderSource(Path(spec), loop=camera.loop, fps=camera.fps)
     return OpenCVSource(spec, False, fps=camera.fps, loop=camera.loop)
