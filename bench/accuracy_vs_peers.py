@@ -197,7 +197,7 @@ def main(argv=None) -> int:
         args.n, args.full_n, args.psm = 4, 1, [7]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cv2.setNumThreads(1)
-    from device.cli import default_model
+    from device.bundled import default_model
 
     model = args.model or default_model()
     readers = [DigitcamDigits(model)] + [TesseractDigits(psm) for psm in args.psm]

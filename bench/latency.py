@@ -213,7 +213,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cv2.setNumThreads(1)
     if args.model is None:
-        from device.cli import default_model
+        from device.bundled import default_model
 
         args.model = default_model()
     print(f"# {machine()}")

@@ -283,7 +283,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
 
-    from device.cli import default_model
+    from device.bundled import default_model
     from device.recognize import Recognizer
     from trainer import meters
 

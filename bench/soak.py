@@ -35,7 +35,7 @@ import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from bench.daemon import free_port, make_video, write_config  # noqa: E402
-from device.cli import default_model  # noqa: E402
+from device.bundled import default_model  # noqa: E402
 
 DEVICE, SENSOR = "soak", "counter"
 STATE = f"digitcam/{DEVICE}/{SENSOR}/state"

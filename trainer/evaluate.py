@@ -303,7 +303,7 @@ def evaluate(model_path: Path, datasets: list[str], output: Path) -> dict:
 
 
 def main(args) -> int:
-    from device.cli import default_model
+    from device.bundled import default_model
 
     datasets = [d for d in str(args.dataset).split(",") if d]
     if not datasets:
