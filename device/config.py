@@ -110,6 +110,7 @@ class SensorConfig:
     # meter: see device/meter.py and docs/CONFIG.md
     digits: int = 0  # wheels on the meter; 0: the length of the first accepted value
     decimals: int = 0  # 004711 with 3 decimals is 4.711
+    step_confidence: float = 0.8  # meter: a wheel's new digit needs this mean confidence to be published
     max_step: int = 1  # counts of the lowest wheel accepted at once; larger rises wait confirm_s
     confirm_s: float = 7.0  # a carry-violating rise, a jump or a first value stable this long is accepted
     rate_window_s: float = 600.0
@@ -271,6 +272,8 @@ def _check_meter(check: _Checker, s: SensorConfig, i: int) -> None:
         check.fail(f"must be 0 (the length the meter shows) to 8, not {s.digits}", "sensor", "digits", i)
     if not 0 <= s.decimals <= 7 or (s.digits and s.decimals >= s.digits):
         check.fail(f"must be 0..{(s.digits or 8) - 1} (fewer than digits), not {s.decimals}", "sensor", "decimals", i)
+    if not 0.0 <= s.step_confidence <= 1.0:
+        check.fail(f"must be between 0 and 1, not {s.step_confidence}", "sensor", "step_confidence", i)
     if s.max_step < 1:
         check.fail(f"must be >= 1, not {s.max_step}", "sensor", "max_step", i)
     for key in ("confirm_s", "raw_interval_s", "expire_after_s"):

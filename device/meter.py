@@ -5,9 +5,11 @@ wheel advances only together with a roll-over of all the wheels below it (…x9 
 wheel (1->7, 3->8, 6->8) breaks that rule, so it is caught here instead of being published:
 
 * **Fusion per wheel.** Each wheel keeps its own window of confident reads; a wheel is stable when
-  ``stable_reads`` of its last ``window`` reads agree. A wheel without a stable digit (mid-roll: low
-  per-digit confidence) takes its value from the wheels below it and the last accepted value: the
-  accepted digit, plus one when the wheels below have rolled over since. It is never guessed.
+  ``stable_reads`` of its last ``window`` reads agree, and a wheel that changes must have been read with
+  ``step_confidence`` on average (half-way to its next digit, a wheel is often read as that digit,
+  unsurely). A wheel without a stable digit (mid-roll: low per-digit confidence) takes its value from the
+  wheels below it and the last accepted value: the accepted digit, plus one when the wheels below have
+  rolled over since. It is never guessed.
 * **Steps.** A candidate that differs from the accepted value by at most ``max_step`` counts of the
   lowest wheel, with every higher wheel change carried by a roll-over, is accepted at once. A larger rise
   (a higher wheel advanced alone: ``carry``; the lowest wheel skipped: ``jump``) is a misread until it
@@ -26,7 +28,7 @@ import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from device.contract import DigitReading, Reading
@@ -54,11 +56,10 @@ class SetValueError(DigitcamError):
 
 @dataclass(frozen=True)
 class Decision:
-    """A value to publish, with the flags that explain any doubt about it and extra state fields."""
+    """A value to publish, with the flags that explain any doubt about it."""
 
     reading: Reading
     flags: tuple = ()
-    extra: dict = field(default_factory=dict)  # meter: numeric reading and rates, merged into the state JSON
 
 
 class MeterStore:
@@ -138,7 +139,8 @@ class _Wheel:
 class Meter:
     """The ``meter`` mode smoother of one sensor: feed it every reading with its time in seconds."""
 
-    def __init__(self, stable_reads: int = 3, window: int = 5, min_confidence: float = 0.5, digits: int = 0,
+    def __init__(self, stable_reads: int = 3, window: int = 5, min_confidence: float = 0.5, step_confidence: float = 0.8,
+                 digits: int = 0,
                  decimals: int = 0, max_rate_per_hour: float = 0.0, accept_after_s: float = 600.0,
                  max_step: int = 1, confirm_s: float = 7.0, rate_window_s: float = 600.0,
                  stale_after_s: float = 300.0, refresh_s: float = 0.0, raw_interval_s: float = 0.0,
@@ -146,6 +148,7 @@ class Meter:
         if not 1 <= stable_reads <= window:
             raise ValueError(f"want 1 <= stable_reads <= window, not {stable_reads} of {window}")
         self.stable_reads, self.window, self.min_confidence = stable_reads, window, min_confidence
+        self.step_confidence = max(step_confidence, min_confidence)
         self.digits, self.decimals = digits, decimals
         self.max_rate_per_hour, self.accept_after_s = max_rate_per_hour, accept_after_s
         self.max_step, self.confirm_s = max_step, confirm_s
@@ -187,7 +190,7 @@ class Meter:
     @classmethod
     def from_config(cls, sensor, store: MeterStore | None = None) -> "Meter":
         return cls(stable_reads=sensor.stable_reads, window=sensor.window, min_confidence=sensor.min_confidence,
-                   digits=sensor.digits, decimals=sensor.decimals, max_rate_per_hour=sensor.max_rate_per_hour,
+                   step_confidence=sensor.step_confidence, digits=sensor.digits, decimals=sensor.decimals, max_rate_per_hour=sensor.max_rate_per_hour,
                    accept_after_s=sensor.accept_after_s, max_step=sensor.max_step, confirm_s=sensor.confirm_s,
                    rate_window_s=sensor.rate_window_s, stale_after_s=sensor.stale_after_s,
                    refresh_s=sensor.expire_after_s / 3.0, raw_interval_s=sensor.raw_interval_s, name=sensor.name,
@@ -210,20 +213,18 @@ class Meter:
             return f"no confident read for {self.stale_after_s:g} s"
         return None
 
-    def signals(self, reading: Reading | None, now: float, camera_online: bool = True) -> list[tuple]:
-        """(topic suffix, JSON payload, retain) to publish besides the value: the latest per-frame reading
-        at most every ``raw_interval_s``, and the problem state whenever it changes."""
-        out = []
+    def signals(self, reading: Reading | None, now: float, send, camera_online: bool = True) -> None:
+        """Publish what a meter says besides its value with ``send(topic suffix, JSON, retain) -> delivered``:
+        the latest per-frame reading at most every ``raw_interval_s``, and the problem state whenever it
+        changes (again until it is delivered)."""
         if reading is not None and self.raw_interval_s > 0 and (
                 self._raw_at is None or now - self._raw_at >= self.raw_interval_s):
             self._raw_at = now
-            out.append(("raw", json.dumps(reading.as_dict()), True))
+            send("raw", json.dumps(reading.as_dict()), True)
         reason = "camera offline" if not camera_online else self.problem(now)
         said = ("ON" if reason else "OFF", reason)
-        if said != self._problem_said:
+        if said != self._problem_said and send("problem", json.dumps({"state": said[0], "reason": reason}), True):
             self._problem_said = said
-            out.append(("problem", json.dumps({"state": said[0], "reason": reason}), True))
-        return out
 
     def numeric(self, value: str) -> float:
         """The digit string as the meter means it: ``004711`` with 3 decimals is 4.711."""
@@ -272,6 +273,8 @@ class Meter:
                 return self._decision(self._reading(value, digits, reading), (REFRESH,), now)
             return None
         doubts = self._judge(value, now)
+        if not doubts and not self._surely_changed(value, digits):
+            return None  # a wheel half-way to its next digit, read as that digit: wait until it is sure
         if doubts:
             return self._hold(self._reading(value, digits, reading), doubts, now)
         return self._accept(self._reading(value, digits, reading), now, ())
@@ -340,6 +343,12 @@ class Meter:
                 seen += 1
             out[i] = stable
         return "".join(d for d, _ in out), out, seen
+
+    def _surely_changed(self, value: str, fused: list) -> bool:
+        """Whether every wheel read as changed from the accepted value was read with ``step_confidence``
+        on average (a wheel inferred by carry counts as sure: the wheels below it were)."""
+        return all(conf is None or conf >= self.step_confidence
+                   for (d, conf), old in zip(fused, self.value or value) if d != old)
 
     def _reading(self, value: str, fused: list, reading: Reading) -> Reading:
         """The published Reading: fused digits; a wheel inferred from the others keeps this frame's confidence."""
@@ -428,4 +437,4 @@ class Meter:
 
     def _decision(self, reading: Reading, flags: tuple, now: float) -> Decision:
         self._published_at = now
-        return Decision(reading, flags, self.extra(now))
+        return Decision(reading, flags)

@@ -59,3 +59,8 @@ def test_check_config_refuses_an_invalid_combination_in_one_line_with_exit_2(tmp
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"digitcam: error: {bad}:") and "sensor[0].unit: 'kWh' is not a unit of device_class gas" in last
+
+
+def test_step_confidence_is_a_share(tmp_path):
+    with pytest.raises(ConfigError, match=r"sensor\[0\]\.step_confidence: must be between 0 and 1, not 1\.5"):
+        parse_config(meter("step_confidence = 1.5"), tmp_path / "x.toml")

@@ -235,30 +235,53 @@ def test_a_wrap_after_a_burst_the_camera_could_not_follow_is_flagged_wrapped():
     assert decisions[0][1:] == ("000012", (JUMP, ACCEPTED_AFTER_HOLD, WRAPPED))
 
 
+class Outbox:
+    """A ``send`` for Meter.signals that records what it is given; ``up`` False: the broker is away."""
+
+    def __init__(self):
+        self.sent, self.up = [], True
+
+    def __call__(self, topic, payload, retain):
+        if self.up:
+            self.sent.append((self.now, topic, json.loads(payload), retain))
+        return self.up
+
+
 def test_signals_give_the_raw_reading_at_most_every_raw_interval_and_problem_changes_once():
     meter = started("004711", raw_interval_s=10.0, stale_after_s=30.0)
-    sent = []
+    out = Outbox()
     for i in range(60):  # 30 s of frames at 2/s, the value confirmed all along
-        now = 1.0 + i * 0.5
+        out.now = 1.0 + i * 0.5
         reading = r("004711")
-        meter.update(reading, now)
-        sent += [(now, topic, json.loads(payload)) for topic, payload, _ in meter.signals(reading, now)]
-    raws = [t for t, topic, _ in sent if topic == "raw"]
-    assert raws == [1.0, 11.0, 21.0]
-    problems = [(t, p["state"]) for t, topic, p in sent if topic == "problem"]
+        meter.update(reading, out.now)
+        meter.signals(reading, out.now, out)
+    assert [t for t, topic, _, _ in out.sent if topic == "raw"] == [1.0, 11.0, 21.0]
+    problems = [(t, p["state"]) for t, topic, p, _ in out.sent if topic == "problem"]
     assert problems == [(1.0, "ON"), (2.0, "OFF")]  # on until the wheels are first stable, then off for good
-    camera_off = meter.signals(None, 31.0, camera_online=False)
-    assert [(topic, json.loads(p)) for topic, p, _ in camera_off] == [
-        ("problem", {"state": "ON", "reason": "camera offline"})]
-    stale = meter.signals(None, 100.0)
-    assert json.loads(stale[0][1]) == {"state": "ON", "reason": "no confident read for 30 s"}
+    out.sent, out.now = [], 31.0
+    meter.signals(None, 31.0, out, camera_online=False)
+    assert [(topic, p, retain) for _, topic, p, retain in out.sent] == [
+        ("problem", {"state": "ON", "reason": "camera offline"}, True)]
+
+
+def test_a_problem_state_the_broker_did_not_take_is_sent_again():
+    meter = started("004711", stale_after_s=30.0)
+    out = Outbox()
+    out.up, out.now = False, 100.0
+    meter.signals(None, 100.0, out)
+    out.up = True
+    meter.signals(None, 101.0, out)
+    meter.signals(None, 102.0, out)
+    assert [(p["state"], p["reason"]) for _, _, p, _ in out.sent] == [("ON", "no confident read yet")]
 
 
 def test_a_held_value_turns_the_problem_on():
     meter = started("004711")
     feed(meter, ["004811"] * 4, start=1.0)
-    (topic, payload, retain), = meter.signals(None, 3.0)
-    assert topic == "problem" and retain and json.loads(payload)["reason"] == "held 004811: carry"
+    out = Outbox()
+    out.now = 3.0
+    meter.signals(None, 3.0, out)
+    assert [(topic, p["reason"]) for _, topic, p, _ in out.sent] == [("problem", "held 004811: carry")]
 
 
 def test_attach_loads_the_stored_value_and_keeps_it_from_then_on(tmp_path):
@@ -269,3 +292,10 @@ def test_attach_loads_the_stored_value_and_keeps_it_from_then_on(tmp_path):
     assert meter.value == "004711"
     feed(meter, ["004712"] * 3)
     assert json.loads(path.read_text())["water"]["value"] == "004712"
+
+
+def test_a_wheel_read_as_its_next_digit_without_assurance_is_not_a_step():
+    meter = started("004710", step_confidence=0.8)
+    half_turned = [r("004711", confidence=0.6)] * 10  # stable, but never sure
+    assert feed(meter, half_turned, start=1.0) == []
+    assert feed(meter, ["004711"] * 3, start=10.0) == [(11.0, "004711", ())]
