@@ -304,7 +304,7 @@ def run(args) -> dict:
 def alternate_viewer(page, source, args, tmp: Path) -> dict:
     """Segments without and with one live-view viewer, alternating: frames/s of each, and the viewer's."""
     seconds = max(0.5, (args.duration - args.warmup) / (2 * args.viewer_rounds))
-    spans = {False: [0, 0.0], True: [0, 0.0]}
+    spans = {False: [0, 0.0, 0.0], True: [0, 0.0, 0.0]}  # frames, seconds, CPU seconds of this process
     received = 0
     for segment in range(2 * args.viewer_rounds):
         watching = segment % 2 == 1
@@ -315,16 +315,18 @@ def alternate_viewer(page, source, args, tmp: Path) -> dict:
             deadline = time.monotonic() + 10
             while page.state.viewers < 1 and time.monotonic() < deadline:
                 time.sleep(0.01)
-        t0, f0 = time.perf_counter(), source.frames
+        t0, f0, c0 = time.perf_counter(), source.frames, time.process_time()
         time.sleep(seconds)
         spans[watching][0] += source.frames - f0
         spans[watching][1] += time.perf_counter() - t0
+        spans[watching][2] += time.process_time() - c0
         if viewer is not None:
             viewer.terminate()
             viewer.wait(timeout=10)
             received += stream.read_bytes().count(b"Content-Type: image/jpeg")
     without, with_ = (spans[w][0] / spans[w][1] for w in (False, True))
-    return {"without": without, "with": with_, "drop": 100.0 * (1.0 - with_ / without),
+    cpu = {w: 1000.0 * spans[w][2] / max(spans[w][0], 1) for w in (False, True)}  # CPU ms a frame, all threads
+    return {"without": without, "with": with_, "drop": 100.0 * (1.0 - with_ / without), "cpu_ms": cpu,
             "viewer_fps": received / spans[True][1], "seconds": seconds, "rounds": args.viewer_rounds}
 
 
@@ -340,9 +342,11 @@ def print_table(r: dict, args) -> None:
     v = r["viewer"]
     if v is not None:
         print(f"\n{v['rounds']} x {v['seconds']:.0f} s without and with one live-view viewer, alternating:\n")
-        print("| frames/s without viewer | frames/s with viewer | drop | live view frames/s received |")
-        print("|---:|---:|---:|---:|")
-        print(f"| {v['without']:.1f} | {v['with']:.1f} | {v['drop']:.1f} % | {v['viewer_fps']:.1f} |")
+        print("| frames/s without viewer | frames/s with viewer | drop | CPU ms a frame without / with | "
+              "live view frames/s received |")
+        print("|---:|---:|---:|---:|---:|")
+        print(f"| {v['without']:.1f} | {v['with']:.1f} | {v['drop']:.1f} % | {v['cpu_ms'][False]:.3f} / "
+              f"{v['cpu_ms'][True]:.3f} | {v['viewer_fps']:.1f} |")
 
 
 def summary_line(r: dict) -> str:

@@ -540,3 +540,31 @@ def test_browser_sees_the_live_view_draws_an_roi_saves_it_and_sets_the_value(tmp
     wait_until(lambda: "published 005000" in card.find_element(By.CLASS_NAME, "flags").text, timeout=10)
     (tmp_path / "page.png").write_bytes(browser.get_screenshot_as_png())
     assert daemon.proc.poll() is None and "Traceback" not in daemon.log()
+
+
+# ---- the measurements behind docs/WEB.md ------------------------------------------------------------------
+
+
+def run_bench(*args: str) -> list[str]:
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()
+
+
+def test_bench_daemon_measures_frames_per_second_without_and_with_a_viewer():
+    if shutil.which("mosquitto") is None:
+        pytest.skip("mosquitto is not installed (scripts/setup.sh --dev)")
+    lines = run_bench("bench/daemon.py", "--quick", "--viewer")
+    row = next(line for line in lines if line.startswith("| ") and line.endswith(" |") and "%" in line)
+    without, with_, _, _, received = (cell.strip() for cell in row.strip("|").split("|"))
+    assert float(without) > 0 and float(with_) > 0
+    assert 0 < float(received) <= 4.0 * 1.5  # the viewer got frames, at about the capped rate
+    assert lines[-1].startswith("daemon: ") and "without a viewer" in lines[-1]
+
+
+def test_bench_web_server_measures_the_standard_library_server():
+    lines = run_bench("bench/web_server.py", "--quick")
+    row = next(line for line in lines if line.startswith("| stdlib |"))
+    rss, one, four = (float(cell) for cell in row.strip("|").split("|")[1:4])
+    assert 0 < rss < 50 and one > 0 and four > 0 and row.endswith("| 0 |")
+    assert lines[-1].startswith("web servers: stdlib ")
