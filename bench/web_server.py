@@ -108,7 +108,7 @@ def serve(kind: str, port: int) -> None:
         app = flask.Flask("bench")
 
         @app.get("/api/state")
-        def state():
+        def flask_state():
             return flask.Response(json.dumps(web.state_json()), mimetype="application/json")
 
         server = werkzeug_server("127.0.0.1", port, app, threaded=True)

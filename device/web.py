@@ -29,13 +29,13 @@ import os
 import re
 import secrets
 import socket
+import sys
 import tempfile
 import threading
 import time
 from collections import deque
 from concurrent.futures import Future, TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -479,6 +479,7 @@ class WebServer:
         self._streams = threading.BoundedSemaphore(MAX_STREAMS)
         self.httpd: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.errors_seen: set = set()  # exception types a handler raised, logged once each
 
     @property
     def port(self) -> int:
@@ -575,7 +576,11 @@ class _Server(ThreadingHTTPServer):
             self.web._slots.release()
 
     def handle_error(self, request, client_address):
-        log.debug("web: request from %s failed", client_address[0], exc_info=True)
+        """A handler that raised: a bug (said once per kind, with its traceback), never the daemon's end."""
+        kind = sys.exc_info()[0]
+        level = logging.DEBUG if kind in self.web.errors_seen else logging.WARNING
+        self.web.errors_seen.add(kind)
+        log.log(level, "web: a request from %s failed", client_address[0], exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -724,15 +729,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Cache-Control", "no-store")
             self.send_header("Connection", "close")
             self.end_headers()
-            seq = 0
-            idle = 0.0
+            seq, data, idle = 0, None, 0.0
             while self.web.httpd is not None:
                 jpeg = state.wait_jpeg(seq, 1.0)
                 if jpeg is None:
                     idle += 1.0
-                    if idle >= SOCKET_TIMEOUT_S * 3:  # the camera is down: let the browser reconnect later
-                        break
-                    continue
+                    if idle < SOCKET_TIMEOUT_S or data is None:
+                        continue
+                    # the camera is down: the last frame again now and then, so a viewer that has gone away
+                    # (a phone put to sleep) fails a write and frees its slot
+                    jpeg = seq, data
                 idle, (seq, data) = 0.0, jpeg
                 self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
                                  .encode() + data + b"\r\n")

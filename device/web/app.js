@@ -105,12 +105,16 @@ function render(state) {
   }
 }
 
+let lost = false;   // the last poll failed: when the daemon answers again, the live view reconnects too
+
 async function poll() {
   try {
     const r = await fetch("/api/state", {credentials: "same-origin"});
     if (r.status === 403) { location.href = "/login"; return; }
     render(await r.json());
+    if (lost) { lost = false; startLive(); }
   } catch (e) {
+    lost = true;
     document.getElementById("stats").textContent = "the daemon does not answer (" + e.message + ")";
   }
   setTimeout(poll, 1000);

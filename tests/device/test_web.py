@@ -261,9 +261,19 @@ def test_web_config_errors_name_the_key(tmp_path):
     assert "web.fps: must be > 0" in error("fps = 0")
     assert "web.tokenfile: unknown key (did you mean 'token_file'?)" in error('tokenfile = "x"')
     token.write_text(TOKEN)
-    cfg = parse_config(base.replace("port = 8090", f'port = 8090\nbind = "0.0.0.0"\ntoken_file = "token"'),
+    cfg = parse_config(base.replace("port = 8090", 'port = 8090\nbind = "0.0.0.0"\ntoken_file = "token"'),
                        tmp_path / "digitcam.toml")
     assert cfg.web.token == TOKEN and TOKEN not in repr(cfg)
+
+
+def test_a_port_in_use_is_a_one_line_error_naming_web_port(tmp_path, daemons):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        daemon = daemons(sample_config(tmp_path, port=taken.getsockname()[1]))
+        assert daemon.wait(60) == 2
+    last = daemon.log().strip().splitlines()[-1]
+    assert last.startswith("digitcam: error: web.port: cannot listen on 127.0.0.1:") and "in use" in last
 
 
 # ---- guards ---------------------------------------------------------------------------------------------------
