@@ -109,7 +109,8 @@ def main(argv=None) -> int:
         for v in [[s[stage] for s in samples]]
     }
     report["candidates_mean"] = round(float(np.mean([s["candidates"] for s in samples])), 2)
-    report["ratio_median"] = round(report["read_candidates"]["median_ms"] / report["find_and_read"]["median_ms"], 2)
+    for q in ("p10", "median"):  # on a shared machine the p10 ratio is the closer estimate
+        report[f"ratio_{q}"] = round(report["read_candidates"][f"{q}_ms"] / report["find_and_read"][f"{q}_ms"], 2)
     report["frames"] = len(samples)
     if args.jpeg:
         report |= time_jpeg()
@@ -123,7 +124,8 @@ def main(argv=None) -> int:
                 print(f"{stage:23s} median {r['median_ms']:7.2f} ms -> {r['shape'][1]}x{r['shape'][0]}")
         print(f"({len(samples)} frames of 640x480{', cluttered' if args.cluttered else ''}, 1 thread; "
               f"{report['candidates_mean']} candidates a frame)")
-        print(f"read_candidates / single-box find_and_read (medians, same run): {report['ratio_median']}x")
+        print(f"read_candidates / single-box find_and_read, same run: {report['ratio_p10']}x at p10, "
+              f"{report['ratio_median']}x at the median")
     return 0
 
 
