@@ -311,7 +311,7 @@ def main(argv=None) -> int:
                 totals[e.name].update({k: s[k] for k in ("wrong", "decreases", "published", "values", "missed",
                                                          "long_shown", "long_published")})
                 delays[e.name] += s["delays"]
-                print(f"| {group.split('/')[-1]} | {e.name} | {frames} | {s['values']} | {s['published']} "
+                print(f"| {group.split('/')[-1].strip()} | {e.name} | {frames} | {s['values']} | {s['published']} "
                       f"| {s['wrong']} | {s['decreases']} | {100 * s['long_share']:.1f} % | {s['missed']} "
                       f"| {fmt(s['p50'])} | {fmt(s['p95'])} |")
     for note in skipped:
