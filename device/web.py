@@ -15,8 +15,9 @@ from hurting the frame loop:
 Safety: every POST needs the page's CSRF token (``X-CSRF-Token``) and a JSON body; with a token file
 (required for a non-local bind) every request needs the token (a cookie after ``/login``, or
 ``Authorization: Bearer``); without one the ``Host`` header must name this machine (no DNS rebinding).
-No path from a request reaches the file system: the static files are read into memory at start, and the
-only file written is the daemon's own config (``save_roi``: minimal edit, validated, atomic, ``.bak``).
+No path from a request reaches the file system: the static files are read into memory at start; the only
+files touched are the daemon's own config (``save_roi``: minimal edit, validated, atomic, ``.bak``) and the
+crop store's files of a configured sensor, named by a string that must match the store's name pattern.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ STATIC = {"/": ("index.html", "text/html; charset=utf-8"), "/app.js": ("app.js",
 MAX_BODY = 4096  # the largest write (an ROI, a value) is well under 200 bytes
 MAX_CONNECTIONS = 16
 MAX_STREAMS = 4
+MAX_CROPS = 12  # review crops listed at once
 SOCKET_TIMEOUT_S = 10.0
 CALL_TIMEOUT_S = 5.0  # how long a request waits for the frame thread
 WATCH_GRACE_S = 3.0  # a state poll keeps the readings' clock "watched" this long
@@ -439,6 +441,57 @@ class ServiceActions:
             self.service.request_reload()
         return answer
 
+    # ---- crops kept for review (device/cropstore.py; ``digitcam crops`` does the same from a shell) ----
+
+    def _crop(self, sensor, name):
+        """A stored crop of a configured sensor, by a name that must be a crop store name (no path)."""
+        from device.cropstore import NAME, parse_name
+
+        self._sensor(sensor)
+        if not isinstance(name, str) or not NAME.match(name):
+            raise WebError(400, "not a crop name")
+        path = self._crops_folder(sensor) / name
+        if not path.is_file():
+            raise WebError(404, f"no crop {name} for sensor {sensor}")
+        return parse_name(path)
+
+    def _crops_folder(self, sensor) -> Path:
+        root = getattr(self.service.crops, "root", None)
+        if root is None:
+            raise WebError(409, "this daemon keeps no crops")
+        return Path(root) / sensor
+
+    def crops(self, sensor) -> dict:
+        """The sensor's review crops (newest first, at most MAX_CROPS) and how many of each kind it has."""
+        from device.cropstore import CropError, scan
+
+        self._sensor(sensor)
+        try:
+            stored = scan(self._crops_folder(sensor))
+        except CropError:
+            stored = []
+        review = [c for c in reversed(stored) if c.kind == "review"][:MAX_CROPS]
+        kinds = {kind: sum(c.kind == kind for c in stored) for kind in ("auto", "human", "review")}
+        return {"sensor": sensor, "counts": kinds,
+                "crops": [{"name": c.name, "raw": c.raw, "confidence": c.confidence, "at": c.at} for c in review]}
+
+    def crop_png(self, sensor, name) -> bytes:
+        return self._crop(sensor, name).path.read_bytes()
+
+    def label_crop(self, sensor, name, label) -> dict:
+        """A person's label for a crop: the file is renamed, as ``digitcam crops label`` does."""
+        from device.cropstore import CropError, check_label, relabel_file
+
+        crop = self._crop(sensor, name)
+        try:
+            moved = relabel_file(crop, check_label(label if isinstance(label, str) else ""))
+        except CropError as exc:
+            raise WebError(400, str(exc)) from None
+        except OSError as exc:
+            raise WebError(409, f"cannot rename the crop: {exc.strerror or exc}") from None
+        log.info("web: sensor %s: crop %s labelled %s", sensor, crop.name, moved.label)
+        return {"sensor": sensor, "name": moved.name, "label": moved.label}
+
     def set_value(self, name, value) -> dict:
         """A meter's ``set_value``: the MQTT command's own check and handler, run on the frame thread."""
         from device.commands import CommandError, parse_command
@@ -539,7 +592,8 @@ class WebServer:
             last = s.last
             sensors.append({
                 "name": s.name, "roi": list(s.config.roi), "locate": bool(s.config.locate), "mode": s.config.mode,
-                "meter": hasattr(s.smoother, "set_value"), "value": s.smoother.value,
+                "meter": hasattr(s.smoother, "set_value"), "collect": bool(getattr(s.config, "collect", False)),
+                "value": s.smoother.value,
                 "raw": last.as_dict() if last is not None else None, "published": payloads.get(s.name),
             })
         size = state.frame_size()
@@ -584,8 +638,8 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Routes: GET / /app.js /app.css /api/state /stream.mjpg /login; POST /login /api/preview
-    /api/roi /api/set_value. Anything else is 404 (unknown path) or 501 (unknown method)."""
+    """Routes: GET / /app.js /app.css /api/state /stream.mjpg /api/crops /api/crop.png /login; POST /login
+    /api/preview /api/roi /api/set_value /api/label. Anything else is 404 (unknown path) or 501 (unknown method)."""
 
     server_version = "digitcam"
     sys_version = ""
@@ -676,6 +730,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, self.web.state_json())
             elif path == "/stream.mjpg":
                 self._stream()
+            elif path in ("/api/crops", "/api/crop.png"):
+                query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                if path == "/api/crops":
+                    self._json(200, {"ok": True, **self.web.actions.crops(query.get("sensor"))})
+                else:
+                    self._send(200, self.web.actions.crop_png(query.get("sensor"), query.get("name")), "image/png")
             elif path == "/login":
                 self._send(200, LOGIN_PAGE, "text/html; charset=utf-8")
             else:
@@ -692,7 +752,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._login(self._body())
             if not self.web.csrf_ok(self):
                 raise WebError(403, "missing or wrong CSRF token (reload the page)")
-            actions = {"/api/preview": self._preview, "/api/roi": self._roi, "/api/set_value": self._set_value}
+            actions = {"/api/preview": self._preview, "/api/roi": self._roi, "/api/set_value": self._set_value,
+                       "/api/label": self._label}
             if path not in actions:
                 raise WebError(404, "no such action")
             self._json(200, {"ok": True, **actions[path](self._body())})
@@ -707,6 +768,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _set_value(self, body):
         return self.web.actions.set_value(body.get("sensor"), body.get("value"))
+
+    def _label(self, body):
+        return self.web.actions.label_crop(body.get("sensor"), body.get("name"), body.get("label"))
 
     def _login(self, body):
         token = str(body.get("token", ""))

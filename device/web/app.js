@@ -69,6 +69,12 @@ function card(s) {
     form.onsubmit = (ev) => { ev.preventDefault(); setValue(s.name); };
     c.root.append(form);
   }
+  if (s.collect) {
+    const show = el("button", "showcrops", "Label crops");
+    show.onclick = () => loadCrops(s.name);
+    c.crops = el("div", "crops");
+    c.root.append(show, c.crops);
+  }
   c.msg = el("div", "msg");
   c.root.append(c.msg);
   document.getElementById("sensors").append(c.root);
@@ -214,6 +220,39 @@ async function setValue(name) {
   try {
     const r = await post("/api/set_value", {sensor: name, value: c.input.value.trim()});
     say(name, "value set to " + r.value);
+  } catch (e) { say(name, e.message, true); }
+}
+
+// ---- labelling the crops the sensor kept for review (too unsure to label itself) ----
+
+async function loadCrops(name) {
+  const c = cards[name];
+  try {
+    const r = await fetch("/api/crops?sensor=" + encodeURIComponent(name), {credentials: "same-origin"});
+    const data = await r.json();
+    if (!data.ok) throw new Error(data.error);
+    c.crops.replaceChildren(el("div", "raw", data.crops.length + " to review · " + data.counts.human +
+      " labelled by you · " + data.counts.auto + " labelled by the meter"));
+    for (const crop of data.crops) {
+      const row = el("form", "crop");
+      row.dataset.name = crop.name;
+      const img = el("img");
+      img.alt = "crop read as " + (crop.raw || "nothing");
+      img.src = "/api/crop.png?sensor=" + encodeURIComponent(name) + "&name=" + encodeURIComponent(crop.name);
+      const input = el("input", "label");
+      input.inputMode = "numeric";
+      input.value = crop.raw || "";
+      const save = el("button", "savelabel", "Save label");
+      row.append(img, input, save);
+      row.onsubmit = async (ev) => {
+        ev.preventDefault();
+        try {
+          const r2 = await post("/api/label", {sensor: name, name: crop.name, label: input.value.trim()});
+          row.replaceChildren(el("span", "raw", "labelled " + r2.label));
+        } catch (e) { say(name, e.message, true); }
+      };
+      c.crops.append(row);
+    }
   } catch (e) { say(name, e.message, true); }
 }
 

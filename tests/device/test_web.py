@@ -37,7 +37,8 @@ SAMPLE_ROI = [60, 58, 200, 64]
 TOKEN = "correct-horse-battery-staple-42"
 
 
-def sample_config(directory: Path, *, port: int, web: str = "", mqtt: str = 'host = ""', fps: int = 10) -> Path:
+def sample_config(directory: Path, *, port: int, web: str = "", mqtt: str = 'host = ""', fps: int = 10,
+                  sensor: str = "") -> Path:
     """The bundled sample's config, looping, with the page on ``port`` and a comment that must survive edits."""
     path = directory / "digitcam.toml"
     path.write_text(f"""# digitcam config written by test_web
@@ -65,8 +66,20 @@ mode = "meter"
 min_confidence = 0.5
 unit = "m³"
 device_class = "water"
+{sensor}
 """)
     return path
+
+
+def review_crop(directory: Path, raw: str = "004711") -> Path:
+    """A crop the sensor kept for review (too unsure to label), written by the crop store itself."""
+    from device.contract import prepare_crop
+    from device.cropstore import REVIEW, CropStore
+
+    frame = cv2.imread(str(SAMPLE / "frame_0000.jpg"))
+    x, y, w, h = SAMPLE_ROI
+    store = CropStore(directory / "state" / "crops" / "counter", 10 ** 7)
+    return store.add(prepare_crop(frame[y:y + h, x:x + w])[:, :, 0], None, REVIEW, time.time(), raw, 0.31).path
 
 
 def request(port: int, method: str, path: str, body=None, headers=None, host: str = "127.0.0.1"):
@@ -345,6 +358,30 @@ def test_set_value_and_preview_run_on_the_frame_thread(tmp_path, in_process):
     assert request(port, "POST", "/api/set_value", {"sensor": "nope", "value": "1"}, head)[0] == 404
 
 
+def test_review_crops_are_listed_shown_and_labelled_by_name_only(tmp_path, in_process):
+    port = free_port()
+    crop = review_crop(tmp_path)
+    in_process(sample_config(tmp_path, port=port, sensor="collect = true"))
+    wait_until(lambda: _answers(port), timeout=60)
+    head = {"X-CSRF-Token": api_state(port)["csrf"]}
+    assert api_state(port)["sensors"][0]["collect"] is True
+    status, _, body = request(port, "GET", "/api/crops?sensor=counter")
+    listed = json.loads(body)
+    assert status == 200 and [c["name"] for c in listed["crops"]] == [crop.name] and listed["crops"][0]["raw"] == "004711"
+    status, headers, png = request(port, "GET", f"/api/crop.png?sensor=counter&name={crop.name}")
+    assert status == 200 and headers["Content-Type"] == "image/png" and png == crop.read_bytes()
+    for name in ("../../digitcam.toml", f"../counter/{crop.name}", "%2e%2e%2fdigitcam.toml", crop.name + "/x", ""):
+        assert request(port, "GET", f"/api/crop.png?sensor=counter&name={name}")[0] == 400, name
+    assert request(port, "GET", f"/api/crop.png?sensor=..&name={crop.name}")[0] == 404
+    label = {"sensor": "counter", "name": crop.name, "label": "004712"}
+    assert request(port, "POST", "/api/label", label)[0] == 403  # no CSRF token
+    assert request(port, "POST", "/api/label", {**label, "label": "47a"}, head)[0] == 400
+    status, _, body = request(port, "POST", "/api/label", label, head)
+    renamed = crop.with_name(json.loads(body)["name"])
+    assert status == 200 and not crop.exists() and renamed.exists() and "-human-004712-" in renamed.name
+    assert json.loads(request(port, "GET", "/api/crops?sensor=counter")[2])["counts"]["human"] == 1
+
+
 # ---- fuzz --------------------------------------------------------------------------------------------------
 
 
@@ -485,7 +522,9 @@ def test_browser_sees_the_live_view_draws_an_roi_saves_it_and_sets_the_value(tmp
     from selenium.webdriver.common.by import By
 
     port = free_port()
-    path = sample_config(tmp_path, port=port, mqtt=f'host = "{broker.host}"\nport = {broker.port}')
+    path = sample_config(tmp_path, port=port, mqtt=f'host = "{broker.host}"\nport = {broker.port}',
+                         sensor="collect = true")
+    crop = review_crop(tmp_path)
     sub = subscribe("digitcam/webtest/counter/state")
     daemon = start_daemon(daemons, path)
     browser.get(f"http://127.0.0.1:{port}/")
@@ -548,6 +587,18 @@ def test_browser_sees_the_live_view_draws_an_roi_saves_it_and_sets_the_value(tmp
                                        if b'"set_value"' in p), None), timeout=20)
     assert message["value"] == "005000"
     wait_until(lambda: "published 005000" in card.find_element(By.CLASS_NAME, "flags").text, timeout=10)
+
+    # label the crop the sensor kept for review
+    card.find_element(By.CLASS_NAME, "showcrops").click()
+    row = wait_until(lambda: card.find_elements(By.CSS_SELECTOR, f'.crop[data-name="{crop.name}"]'), timeout=20)[0]
+    image = row.find_element(By.TAG_NAME, "img")
+    wait_until(lambda: browser.execute_script("return arguments[0].naturalWidth", image) == 128, timeout=10)
+    field = row.find_element(By.CLASS_NAME, "label")
+    field.clear()
+    field.send_keys("004712")
+    row.find_element(By.CLASS_NAME, "savelabel").click()
+    wait_until(lambda: not crop.exists(), timeout=20)
+    assert [p.name for p in crop.parent.glob("*-human-004712-*.png")]
     (tmp_path / "page.png").write_bytes(browser.get_screenshot_as_png())
     assert daemon.proc.poll() is None and "Traceback" not in daemon.log()
 
