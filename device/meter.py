@@ -204,9 +204,10 @@ class Meter:
         return self._held
 
     def problem(self, now: float) -> str | None:
-        """Why the value cannot be trusted right now (a held value, no confident read lately), or None."""
-        if self._held is not None:
-            return f"held {self._held}: {', '.join(self._held_flags)}"
+        """Why the value cannot be trusted right now (a value held for ``confirm_s``, no confident read
+        lately), or None."""
+        if self._held is not None and now - self._held_since >= min(self.confirm_s, self.accept_after_s):
+            return f"held {self._held}: {', '.join(self._held_flags)}"  # a passing misread does not flap it
         if self._confident_at is None:
             return "no confident read yet"
         if now - self._confident_at > self.stale_after_s:
@@ -318,6 +319,9 @@ class Meter:
         width = self._width(reading)
         if width is None:
             return None
+        if self._wheels and len(self._wheels) != width and not (self.digits or self.value):
+            if any(any(w.reads) for w in self._wheels):
+                width = len(self._wheels)  # a misread of another length; the wheels seen so far stay
         if len(self._wheels) != width:
             self._wheels = [_Wheel(self.window) for _ in range(width)]
         usable = reading.value is not None and len(reading.digits) == width and len(reading.value) == width

@@ -133,7 +133,8 @@ def test_rate_limit_applies_in_units_of_the_numeric_reading():
 def test_rate_exceeded_is_held():
     meter = started("004711", decimals=3, max_rate_per_hour=0.1, accept_after_s=100.0)
     assert feed(meter, ["004712"] * 10, start=1.0) == []
-    assert "rate_exceeded" in meter.problem(6.0)
+    assert meter.problem(6.0) is None  # not yet: a passing doubt does not flap the problem sensor
+    assert "rate_exceeded" in meter.problem(13.0)
 
 
 def test_decimals_give_the_numeric_reading_and_rates():
@@ -275,13 +276,14 @@ def test_a_problem_state_the_broker_did_not_take_is_sent_again():
     assert [(p["state"], p["reason"]) for _, _, p, _ in out.sent] == [("ON", "no confident read yet")]
 
 
-def test_a_held_value_turns_the_problem_on():
+def test_a_held_value_turns_the_problem_on_once_it_has_been_held_for_confirm_s():
     meter = started("004711")
-    feed(meter, ["004811"] * 4, start=1.0)
+    feed(meter, ["004811", "004811", "004711", "004811", "004711"] * 6, start=1.0)  # held from 2.0 s on
     out = Outbox()
-    out.now = 3.0
-    meter.signals(None, 3.0, out)
-    assert [(topic, p["reason"]) for _, topic, p, _ in out.sent] == [("problem", "held 004811: carry")]
+    for out.now in (5.0, 13.0):
+        meter.signals(None, out.now, out)
+    assert [(t, p["state"], p["reason"]) for t, _, p, _ in out.sent] == [
+        (5.0, "OFF", None), (13.0, "ON", "held 004811: carry")]
 
 
 def test_attach_loads_the_stored_value_and_keeps_it_from_then_on(tmp_path):
@@ -299,3 +301,10 @@ def test_a_wheel_read_as_its_next_digit_without_assurance_is_not_a_step():
     half_turned = [r("004711", confidence=0.6)] * 10  # stable, but never sure
     assert feed(meter, half_turned, start=1.0) == []
     assert feed(meter, ["004711"] * 3, start=10.0) == [(11.0, "004711", ())]
+
+
+def test_without_digits_a_misread_of_another_length_does_not_reset_the_wheels():
+    meter = Meter(confirm_s=2.0)
+    readings = ["4711", "4711", "47111", "4711", "4711", "471", "4711"] * 3
+    decisions = feed(meter, readings)
+    assert decisions and decisions[0][1] == "4711"
