@@ -139,9 +139,9 @@ class _Wheel:
 class Meter:
     """The ``meter`` mode smoother of one sensor: feed it every reading with its time in seconds."""
 
-    def __init__(self, stable_reads: int = 3, window: int = 5, min_confidence: float = 0.5, step_confidence: float = 0.8,
-                 digits: int = 0,
-                 decimals: int = 0, max_rate_per_hour: float = 0.0, accept_after_s: float = 600.0,
+    def __init__(self, stable_reads: int = 3, window: int = 5, min_confidence: float = 0.5,
+                 step_confidence: float = 0.8, digits: int = 0, decimals: int = 0,
+                 max_rate_per_hour: float = 0.0, accept_after_s: float = 600.0,
                  max_step: int = 1, confirm_s: float = 7.0, rate_window_s: float = 600.0,
                  stale_after_s: float = 300.0, refresh_s: float = 0.0, raw_interval_s: float = 0.0,
                  name: str = "meter", store: MeterStore | None = None):
@@ -158,7 +158,7 @@ class Meter:
         self.value: str | None = None  # the last accepted value (digit string)
         self._accepted_at: float | None = None  # None: accepted before this start (times are monotonic)
         self._published_at = 0.0
-        self._confident_at: float | None = None  # the last frame whose fused candidate was complete
+        self._confident_at: float | None = None  # the last frame whose candidate had most wheels read
         self._wheels: list[_Wheel] = []
         self._held: str | None = None
         self._held_since = 0.0
@@ -190,8 +190,9 @@ class Meter:
     @classmethod
     def from_config(cls, sensor, store: MeterStore | None = None) -> "Meter":
         return cls(stable_reads=sensor.stable_reads, window=sensor.window, min_confidence=sensor.min_confidence,
-                   step_confidence=sensor.step_confidence, digits=sensor.digits, decimals=sensor.decimals, max_rate_per_hour=sensor.max_rate_per_hour,
-                   accept_after_s=sensor.accept_after_s, max_step=sensor.max_step, confirm_s=sensor.confirm_s,
+                   step_confidence=sensor.step_confidence, digits=sensor.digits, decimals=sensor.decimals,
+                   max_rate_per_hour=sensor.max_rate_per_hour, accept_after_s=sensor.accept_after_s,
+                   max_step=sensor.max_step, confirm_s=sensor.confirm_s,
                    rate_window_s=sensor.rate_window_s, stale_after_s=sensor.stale_after_s,
                    refresh_s=sensor.expire_after_s / 3.0, raw_interval_s=sensor.raw_interval_s, name=sensor.name,
                    store=store)

@@ -58,7 +58,8 @@ def test_check_config_refuses_an_invalid_combination_in_one_line_with_exit_2(tmp
     done = run_cli("check-config", str(bad))
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"digitcam: error: {bad}:") and "sensor[0].unit: 'kWh' is not a unit of device_class gas" in last
+    assert last.startswith(f"digitcam: error: {bad}:")
+    assert "sensor[0].unit: 'kWh' is not a unit of device_class gas" in last
 
 
 def test_step_confidence_is_a_share(tmp_path):
