@@ -13,7 +13,7 @@ git clone --quiet "$REPO" "$WORK/digitcam"
 cd "$WORK/digitcam"
 [ ! -e ../shared ] || { echo "fresh-clone-check: $WORK/shared exists" >&2; exit 1; }
 unset DIGITCAM_DATA DIGITCAM_MODEL
-export DIGITCAM_CACHE="$WORK/cache" XDG_STATE_HOME="$WORK/state"
+export DIGITCAM_CACHE="$WORK/cache" STATE_DIRECTORY="$WORK/state"
 
 start=$(date +%s)
 # The demo replays the bundled sample (72 frames at 10 frames/s) and stops at its end; the timeout is a guard.

@@ -3,11 +3,15 @@
 #   scripts/setup.sh          the daemon and one-shot reader (device extra only)
 #   scripts/setup.sh --dev    also the trainer and test tools, mosquitto, fonts, tesseract, ansible,
 #                             and .venv-tflite (tflite-runtime + numpy<2) for the fallback-runtime test
+# On 32-bit armv7 (armv7l) PyPI has no numpy or OpenCV wheels: they come from apt (python3-numpy,
+# python3-opencv) into a venv with --system-site-packages, and tflite-runtime 2.14 is the runtime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV=0
 [ "${1:-}" = "--dev" ] && DEV=1
 PY=${PYTHON:-python3}
+MACHINE=$(uname -m)
+VENV_OPTS=()
 SUDO=""
 [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
 
@@ -21,8 +25,17 @@ apt_install() {
   fi
 }
 
+if [ "$MACHINE" = armv7l ]; then
+  if [ $DEV -eq 1 ]; then
+    echo "setup: --dev needs TensorFlow, which has no 32-bit armv7 (armv7l) wheels: develop on x86-64 or aarch64" >&2
+    exit 2
+  fi
+  VENV_OPTS=(--system-site-packages)  # numpy and OpenCV from apt
+fi
+
 if command -v apt-get >/dev/null; then
   "$PY" -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+  if [ "$MACHINE" = armv7l ]; then apt_install python3-numpy python3-opencv; fi
   if [ $DEV -eq 1 ]; then
     apt_install mosquitto mosquitto-clients fonts-dejavu-core fonts-liberation fonts-freefont-ttf \
       fonts-urw-base35 fonts-dseg fonts-noto-core tesseract-ocr ansible ansible-lint systemd \
@@ -33,7 +46,7 @@ if command -v apt-get >/dev/null; then
 fi
 
 if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+  "$PY" -m venv "${VENV_OPTS[@]}" .venv
 fi
 .venv/bin/pip install -q --upgrade pip
 if [ $DEV -eq 1 ]; then
