@@ -4,7 +4,11 @@ locator and recognizer through LiteRT."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -12,6 +16,7 @@ import numpy as np
 import pytest
 
 from device.choose import DEFAULT_RULE, Rule, choose
+from device.cli import roi_arg
 from device.contract import Reading
 from device.images import decode_image, decode_reduced, jpeg_size
 from device.locate import REPO_LOCATOR, STRIDE, Locator, box_iou, decode_candidates, decode_heatmap
@@ -227,3 +232,20 @@ def test_the_daemons_search_boxes_the_number_digitcam_read_chooses(locator, reco
     for frame in several:
         assert reader.search(frame) == reader.read_candidates(frame).reading.box
     assert reader.search(np.full((480, 640, 3), 128, np.uint8)) is None
+
+
+def test_roi_argument_takes_four_whole_pixels_and_refuses_the_rest():
+    assert roi_arg("10,20,200,60") == (10, 20, 200, 60)
+    for bad in ("10,20,200", "a,b,c,d", "-1,0,10,10", "0,0,1,10"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            roi_arg(bad)
+    sample = REPO / "samples" / "meter" / "frame_0000.jpg"
+    run = subprocess.run([sys.executable, "-m", "device.cli", "read", "--json", "--roi", "20,30,280,120", str(sample)],
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    x, y, w, h = result["box"]
+    assert result["value"] and x >= 20 and y >= 30 and x + w <= 300 and y + h <= 150
+    run = subprocess.run([sys.executable, "-m", "device.cli", "read", "--roi", "1,2,3", str(sample)],
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert run.returncode == 2 and "x,y,w,h" in run.stderr
