@@ -153,3 +153,26 @@ def test_an_installed_version_is_never_overwritten_with_other_content(deployed, 
     assert run.returncode != 0
     assert f"model version {current} is already installed on localhost" in run.output
     assert (models / current / "digitcam.tflite").read_bytes() == installed
+
+
+def test_fetch_pulls_the_collected_crops_and_only_when_asked(deployed, tmp_path):
+    import numpy as np
+
+    from device.cropstore import AUTO, REVIEW, CropStore, read_crop, scan
+
+    store = CropStore(deployed.path("/var/lib/digitcam/crops/water"), max_bytes=10 ** 7)
+    rng = np.random.default_rng(0)
+    made = [store.add(rng.integers(0, 255, (32, 128), dtype=np.uint8), "004711", AUTO, at=100.0 + i) for i in range(3)]
+    made.append(store.add(rng.integers(0, 255, (32, 128), dtype=np.uint8), None, REVIEW, at=200.0, raw="0047", confidence=0.3))
+    pulled = tmp_path / "pulled"
+    plain = deployed.run("--tags", "config", digitcam_crops_fetch_dir=str(pulled))
+    assert plain.returncode == 0, plain.output[-4000:]
+    assert not pulled.exists()  # never without --tags fetch
+    run = deployed.run("--tags", "fetch", digitcam_crops_fetch_dir=str(pulled))
+    assert run.returncode == 0, run.output[-4000:]
+    got = scan(pulled)
+    assert sorted(c.name for c in got) == sorted(c.name for c in made)
+    assert all(c.sensor == "water" and c.path.parent.parent.name == "localhost" for c in got)
+    assert all(np.array_equal(read_crop(c), read_crop(store.crops[c.name])) for c in got)
+    again = deployed.run("--tags", "fetch", digitcam_crops_fetch_dir=str(pulled))
+    assert again.returncode == 0 and again.recap["changed"] == 0, again.output[-4000:]
