@@ -180,6 +180,10 @@ class Publisher:
         self.publish(topic, jpeg, qos=1, retain=True)
         return topic
 
+    def publish_sensor(self, sensor: str, suffix: str, payload, retain: bool = False) -> bool:
+        """A message on ``<base>/<sensor>/<suffix>`` (a meter's ``raw`` and ``problem``), QoS 1, not spooled."""
+        return self.publish(f"{self.topics.base}/{sensor}/{suffix}", payload, qos=1, retain=retain)
+
     def queue_status(self) -> dict:
         """For the stats topic: readings waiting in the spool, and whether it fell back to memory."""
         return {"queue": len(self.spool), "spool_in_memory": self.spool.in_memory}

@@ -13,6 +13,7 @@ the frame, flush, publish ``offline`` and exit 0; SIGHUP reloads config and mode
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import signal
@@ -297,10 +298,7 @@ class Service:
         for i, sensor in enumerate(self.sensors):
             signals = getattr(sensor.smoother, "signals", None)
             if signals is not None:
-                def send(suffix, payload, retain, name=sensor.name):
-                    return self.publisher.publish(f"{self.publisher.topics.base}/{name}/{suffix}", payload,
-                                                  qos=1, retain=retain)
-
+                send = functools.partial(self.publisher.publish_sensor, sensor.name)  # (suffix, payload, retain)
                 signals(readings[i] if readings else None, now, send, self.camera.online)
 
     # ---- reload and shutdown ----------------------------------------------------------------------------
