@@ -632,6 +632,9 @@ class _Server(ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         """A handler that raised: a bug (said once per kind, with its traceback), never the daemon's end."""
         kind = sys.exc_info()[0]
+        if kind is not None and issubclass(kind, (ConnectionError, TimeoutError)):
+            log.debug("web: %s went away (%s)", client_address[0], kind.__name__)  # a closed tab, a sleeping phone
+            return
         level = logging.DEBUG if kind in self.web.errors_seen else logging.WARNING
         self.web.errors_seen.add(kind)
         log.log(level, "web: a request from %s failed", client_address[0], exc_info=True)
@@ -653,6 +656,12 @@ class _Handler(BaseHTTPRequestHandler):
     @property
     def web(self) -> WebServer:
         return self.server.web
+
+    def finish(self):
+        try:
+            super().finish()
+        except OSError:  # the client went away with bytes of ours still buffered
+            pass
 
     def log_message(self, fmt, *args):
         log.debug("web: %s %s", self.address_string(), fmt % args)
