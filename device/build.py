@@ -8,7 +8,7 @@ wires them into the loop; nothing else constructs models, sources or the publish
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from device.bundled import default_model
@@ -33,6 +33,7 @@ class Parts:
     locator: object | None = None
     discovery: list | None = None
     source: object | None = None
+    sensor_recognizers: dict = field(default_factory=dict)  # per-sensor model path -> Recognizer
 
 
 def build_recognizer(cfg: Config):
@@ -73,12 +74,16 @@ def build_parts(cfg: Config, previous_sensors=(), source=None, new_source: bool 
     """The parts for ``cfg``: ``source`` if given, else one built from ``[camera]`` unless ``new_source`` is
     false. The model is loaded before the source is built, so a bad model fails before any device."""
     recognizer = build_recognizer(cfg)
+    from device.sensormodels import build_recognizers
+
+    own = build_recognizers(cfg)  # per-sensor models, also before the source
     if source is None and new_source:
         source = build_source(cfg.camera)
     sensors = build_sensors(cfg.sensors, previous_sensors)
     attach_store(sensors, cfg.state_dir / METER_STATE)  # a meter's first reading is checked against its last value
     return Parts(recognizer=recognizer, sensors=sensors,
-                 locator=build_locator(cfg), discovery=discovery_for(cfg, recognizer), source=source)
+                 locator=build_locator(cfg), discovery=discovery_for(cfg, recognizer), source=source,
+                 sensor_recognizers=own)
 
 
 def build_publisher(cfg: Config, discovery):

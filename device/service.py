@@ -34,6 +34,7 @@ from device.images import is_blank
 from device.meter import SetValueError
 from device.notify import Notifier
 from device.reader import FrameReader, Sensor
+from device.sensormodels import SensorReaders
 from device.sources import Backoff, BadFrame
 from device.stats import Stats, cpu_temperature
 
@@ -74,6 +75,7 @@ class Service:
         self._next_stats = time.monotonic() + stats_interval_s
         self.web = None  # device.web.WebState while the page is on: it is handed frames, publishes and calls
         self.crops = None  # device.cropstore.CropCollection: sensors with collect = true keep their crops
+        self.own_models = SensorReaders()  # sensors with their own model (config key model)
         self._handlers = {"read": self._cmd_read, "snapshot": self._cmd_snapshot, "reload": self._cmd_reload,
                           "set_value": self._cmd_set_value}
 
@@ -139,7 +141,7 @@ class Service:
         try:
             if is_blank(frame):
                 raise BadFrame("blank frame (all pixels one shade): lens covered, no light or a dead sensor")
-            readings, ms = self.reader.read_sensors(frame, self.sensors, self.frame_no)
+            readings, ms = self.own_models.read_sensors(self.reader, frame, self.sensors, self.frame_no)
         except Exception as exc:  # a bad frame or a bug in one frame must not stop a months-long run
             self._unusable(f"{exc.__class__.__name__}: {exc}", exc)
             return
@@ -171,7 +173,7 @@ class Service:
             **(meter(time.monotonic()) if meter is not None else {}),
             "timestamp": utc_now(),
             "frame": self.frame_no,
-            "model": self._model,
+            "model": self.own_models.describe(sensor, self._model),
             "flags": list(flags),
         }
         log.info("%s: %s (%.2f)%s", sensor.name, reading.value, reading.confidence,
@@ -252,7 +254,8 @@ class Service:
     def _cmd_read(self, chosen, _args) -> dict:
         """Read the last frame now and publish each chosen sensor's reading, stable or not. Tracking and
         stats are left as they are: this is not a frame of the loop."""
-        readings, _ = self.reader.read_sensors(self.last_frame, self.sensors, self.frame_no, track=False)
+        readings, _ = self.own_models.read_sensors(self.reader, self.last_frame, self.sensors, self.frame_no,
+                                                   track=False)
         values = {}
         for sensor, reading in zip(self.sensors, readings):
             if sensor in chosen:
@@ -317,6 +320,7 @@ class Service:
         if parts.source is not None:
             self.camera.replace(parts.source)
         self.reader = FrameReader(parts.recognizer, parts.locator)
+        self.own_models = SensorReaders(parts.sensor_recognizers, parts.locator)
         self.sensors = list(parts.sensors)
         self._model = self.recognizer.describe()
         if self.publisher is not None and parts.discovery is not None:
@@ -353,6 +357,7 @@ def build_service(cfg, printer=None, notifier: Notifier | None = None, source=No
     from device.cropstore import CropCollection
 
     service.crops = CropCollection(cfg.state_dir)  # idle (no thread) until a sensor has collect = true
+    service.own_models = SensorReaders(parts.sensor_recognizers, parts.locator)
     return service, publisher
 
 

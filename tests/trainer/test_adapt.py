@@ -1,0 +1,93 @@
+"""digitcam adapt on the tiny model: crops collected as the daemon stores them, a held-out slice by time,
+an int8 export with the parity check, a manifest saying what was done, and refusal of a worse model."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from device.contract import prepare_crop  # noqa: E402
+from device.cropstore import AUTO, CropStore  # noqa: E402
+
+
+def rendered(split: str, n: int, seed: int):
+    from trainer.sources import iter_samples
+
+    stream = (s for s in iter_samples("rendered", split, seed, difficulty="easy") if s[1])  # a number in each
+    return [next(stream) for _ in range(n)]
+
+
+def store_crops(folder: Path, samples, relabel=None) -> Path:
+    """Crops as the daemon's store writes them (prepared uint8 input, named by time and label)."""
+    store = CropStore(folder / "water", max_bytes=10 ** 8)
+    for i, (image, label) in enumerate(samples):
+        store.add(prepare_crop(image)[..., 0], relabel(label) if relabel else label, AUTO, at=1000.0 + i)
+    return folder
+
+
+def small_val():
+    from trainer.sources import fixed_set
+
+    images, labels = fixed_set("rendered", "val", 96, 5, difficulty="easy")
+    return {"rendered": (images, labels)}
+
+
+def weights_of(tiny_model: Path) -> Path:
+    return tiny_model.parent / "run" / "best.keras"
+
+
+def test_adapt_writes_a_model_with_a_manifest_of_what_it_did(tiny_model, tmp_path):
+    from trainer.adapt import HELD_OUT, adapt
+
+    crops = store_crops(tmp_path / "crops", rendered("train", 80, 3))
+    out = tmp_path / "adapted.tflite"
+    fields = adapt(crops, out, model=tiny_model, weights=weights_of(tiny_model), steps=50, holdout=0.25,
+                   val_sets=small_val(), max_val_loss=100.0)
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    a = manifest["adapted"]
+    assert a["base"]["sha256"] == json.loads(tiny_model.with_suffix(".json").read_text())["sha256"]
+    assert a["crops"]["used"] == 60 and a["crops"]["held_out"] == 20
+    assert a["crops"]["held_out_from"] == 1060.0  # the latest 20 by time, never trained on
+    assert a["held_out"]["after"] >= a["held_out"]["before"]
+    assert set(a["val_sets"]) == {"rendered"} and manifest["parity_checked"] is True
+    assert manifest["metrics"][HELD_OUT]["n"] == 20 and fields["sha256"] == manifest["sha256"]
+    from device.recognize import Recognizer
+
+    (reading,), _ = Recognizer(out).read([rendered("val", 1, 9)[0][0]])  # the device loads and reads it
+
+
+def test_adapt_refuses_a_model_worse_than_the_base_and_leaves_nothing(tiny_model, tmp_path):
+    from device.cli import main
+
+    # labels every digit one too high: it learns them, and forgets how to read the base's validation set
+    wrong = lambda label: "".join(str((int(d) + 1) % 10) for d in label)  # noqa: E731
+    crops = store_crops(tmp_path / "crops", rendered("train", 120, 4), relabel=wrong)
+    out = tmp_path / "adapted.tflite"
+    sets = small_val()
+    import trainer.train
+
+    real = trainer.train.validation_sets
+    trainer.train.validation_sets = lambda config: sets  # the base's validation sets, smaller
+    try:
+        code = main(["adapt", "--crops", str(crops), "--model", str(tiny_model), "--weights",
+                     str(weights_of(tiny_model)), "-o", str(out), "--steps", "150"])
+    finally:
+        trainer.train.validation_sets = real
+    assert code == 2
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_too_few_crops_or_missing_weights_are_one_line_errors(tiny_model, tmp_path, capsys):
+    from device.cli import main
+
+    crops = store_crops(tmp_path / "crops", rendered("train", 5, 1))
+    assert main(["adapt", "--crops", str(crops), "--model", str(tiny_model), "--weights",
+                 str(weights_of(tiny_model)), "-o", str(tmp_path / "x.tflite")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "only 5 labelled crop(s)" in err and "\n" not in err
+    assert main(["adapt", "--crops", str(crops), "--model", str(tiny_model), "-o", str(tmp_path / "x.tflite")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no Keras weights" in err and "\n" not in err
