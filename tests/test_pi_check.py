@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -58,9 +59,13 @@ def test_tolerances_and_fields_are_what_they_say(tmp_path):
 def test_a_wrong_cpu_model_is_caught_as_a_reading_mismatch():
     if not (CACHE / "arm64" / "root" / "usr" / "bin" / "python3").is_file() or os.geteuid() != 0:
         pytest.skip(f"no arm64 userland in {CACHE}: run scripts/pi-check.sh arm64 (as root) once first")
-    done = subprocess.run(["bash", str(REPO / "scripts" / "pi-check.sh"), "arm64", "--reads-only"], cwd=REPO,
-                          env={**os.environ, "QEMU_CPU": "max", "PI_CHECK_CACHE": str(CACHE), "PI_CHECK_RUN": "max-cpu"},
-                          capture_output=True, text=True, timeout=900)
+    run = f"test-max-cpu-{os.getpid()}"  # its own folder: other runs of the check may be going on
+    try:
+        done = subprocess.run(["bash", str(REPO / "scripts" / "pi-check.sh"), "arm64", "--reads-only"], cwd=REPO,
+                              env={**os.environ, "QEMU_CPU": "max", "PI_CHECK_CACHE": str(CACHE), "PI_CHECK_RUN": run},
+                              capture_output=True, text=True, timeout=900)
+    finally:
+        shutil.rmtree(CACHE / "arm64" / run, ignore_errors=True)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "MISMATCH" in done.stdout and "value" in done.stdout
     assert "pi-check arm64: FAILED: readings or tests differ from x86 on emulated aarch64 (max)" in done.stderr
