@@ -50,6 +50,16 @@ def model() -> Path:
 
 
 @pytest.fixture(scope="session")
+def locator():
+    """The committed locator model (``models/locator.tflite``), loaded once."""
+    from device.locate import REPO_LOCATOR, Locator
+
+    if not REPO_LOCATOR.is_file():
+        pytest.skip("models/locator.tflite is not committed")
+    return Locator(REPO_LOCATOR)
+
+
+@pytest.fixture(scope="session")
 def clip(tmp_path_factory):
     """(video path, labels): numbers drawn with OpenCV, each shown for FRAMES_PER_VALUE frames, MJPG in AVI."""
     path = support.write_clip(tmp_path_factory.mktemp("clip") / "numbers.avi")

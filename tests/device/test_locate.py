@@ -172,11 +172,6 @@ def test_the_vote_goes_to_the_value_most_views_back_reported_by_its_surest_view(
 
 
 @pytest.fixture(scope="module")
-def locator():
-    return Locator(REPO_LOCATOR)
-
-
-@pytest.fixture(scope="module")
 def scenes():
     pytest.importorskip("trainer.scenes")
     from trainer.sources import iter_scenes
