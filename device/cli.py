@@ -1,6 +1,6 @@
 """``digitcam``: the one command line entry point, for the daemon, one-shot reads and the trainer.
 
-Device subcommands import only device code. Trainer subcommands (data, train, export, eval) import
+Device subcommands import only device code. Trainer subcommands (data, train, export, eval, adapt, locator) import
 their modules lazily, so a Pi without TensorFlow still has a working ``digitcam``. Any DigitcamError
 ends the program with its one-line message and exit code 2.
 """
@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-parity", action="store_true", help="skip the int8-vs-float parity check (not for release)")
     p.set_defaults(func=_trainer("trainer.export"))
 
+    add_locator_parser(sub.add_parser("locator", help="train, measure and export the locator (finds the number)"))
+
     p = sub.add_parser("eval", help="evaluate a model on a labelled set: JSON report + PNG sheets")
     p.add_argument("dataset", help="folder of images named by label, a labels CSV, or a built-in set name")
     p.add_argument("--model", type=Path, default=None)
@@ -201,6 +203,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_trainer("trainer.adapt"))
     return parser
+
+
+def add_locator_parser(p: argparse.ArgumentParser) -> None:
+    """``digitcam locator ACTION``: the locator trainer (``trainer.locator``); train and export need TensorFlow."""
+    lsub = p.add_subparsers(dest="locator_command", required=True, metavar="ACTION")
+    q = lsub.add_parser("train", help="train (or resume) a locator on rendered scenes, a checkpoint every epoch")
+    q.add_argument("--out", type=Path, default=Path("runs/locator"))
+    q.add_argument("--n-train", type=int, default=12000)
+    q.add_argument("--epochs", type=int, default=12)
+    q.add_argument("--batch", type=int, default=32)
+    q.add_argument("--lr", type=float, default=3e-3)
+    q.add_argument("--width-mult", type=float, default=1.0)
+    q.add_argument("--minutes", type=float, default=None, help="stop after the epoch that passes this budget")
+    q.add_argument("--scenes", type=Path, nargs="+", default=None, help="training scene files (from `scenes`)")
+    q.add_argument("--init", type=Path, default=None, help="start from this model's weights (.keras; any input size)")
+    q.add_argument("--height", type=int, default=None, help="model input height (default 128; a new run only)")
+    q.add_argument("--width", type=int, default=None, help="model input width (default 160; a new run only)")
+    q.set_defaults(func=_trainer("trainer.locator.cli"))
+    q = lsub.add_parser("scenes", help="render a training scene set to an .npz file")
+    q.add_argument("output", type=Path)
+    q.add_argument("-n", type=int, default=10000)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--log-size", action="store_true", help="log-uniform number heights: more small numbers")
+    q.add_argument("--height", type=int, default=None, help="model input height (default 128)")
+    q.add_argument("--width", type=int, default=None, help="model input width (default 160)")
+    q.add_argument("--strips", type=float, default=0.0, help="share of numbers that are real meter strips")
+    q.add_argument("--empty-rate", type=float, default=None, help="share of scenes without a number (default 0.1)")
+    q.add_argument("--plain-rate", type=float, default=0.0,
+                   help="share of the scenes without a number that are a flat colour or a smooth ramp")
+    q.add_argument("--cluttered", type=float, default=0.0,
+                   help="share of scenes with many other numbers (instrument clusters, meter faces, date stamps)")
+    q.set_defaults(func=_trainer("trainer.locator.cli", needs_tf=False))
+    q = lsub.add_parser("export", help="a run's last.keras -> full-int8 locator .tflite with its manifest")
+    q.add_argument("run", type=Path)
+    q.add_argument("-o", "--output", type=Path, default=Path("models/locator.tflite"))
+    q.add_argument("--threshold", type=float, default=0.5)
+    q.add_argument("--margin", type=float, default=0.1)
+    q.add_argument("--no-refine", action="store_true", help="one pass only (no second look around the box)")
+    q.add_argument("--metrics", type=Path, default=None, help="an eval report (JSON) to record in the manifest")
+    q.set_defaults(func=_trainer("trainer.locator.cli"))
+    q = lsub.add_parser("views", help="choose the crop views that vote, on the validation split")
+    q.add_argument("--locator", type=Path, default=Path("models/locator.tflite"))
+    q.add_argument("--model", type=Path, default=None, help="recognizer (default: the bundled one)")
+    q.add_argument("-n", type=int, default=600)
+    q.add_argument("--max-views", type=int, default=3)
+    q.add_argument("--strips", type=float, default=0.0, help="share of real meter strips among the numbers")
+    q.add_argument("--write", action="store_true", help="record the chosen views in the locator's manifest")
+    q.set_defaults(func=_trainer("trainer.locator.cli", needs_tf=False))
+    for name, text in (("eval", "measure a locator on held-out scenes: box IoU, no-number scenes, end to end (JSON)"),
+                       ("sheet", "write a contact sheet of annotated held-out scenes")):
+        q = lsub.add_parser(name, help=text)
+        q.add_argument("--locator", type=Path, default=Path("models/locator.tflite"))
+        q.add_argument("--model", type=Path, default=None, help="recognizer (default: the bundled one)")
+        q.add_argument("--split", default="test", choices=["val", "test"])
+        q.add_argument("-n", type=int, default=300 if name == "eval" else 36)
+        q.add_argument("-o", "--output", type=Path, required=name == "sheet")
+        q.add_argument("--strips", type=float, default=0.0, help="share of real meter strips among the numbers")
+        q.add_argument("--cluttered", type=float, default=0.0, help="share of cluttered scenes (trainer.cluttered)")
+        q.set_defaults(func=_trainer("trainer.locator.cli", needs_tf=False))
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:

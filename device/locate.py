@@ -1,6 +1,6 @@
 """Finding the number in a frame: the locator model, the crop it gives the recognizer, and a box tracker.
 
-The locator is a tiny int8 heat-map network (``trainer/locator_model.py``; design and measurements in
+The locator is a tiny int8 heat-map network (``trainer/locator/model.py``; design and measurements in
 ``docs/LOCATOR.md``). A frame is letterboxed, grey, into the model's input (``fit_frame``); the model
 says for each grid cell how likely it lies on the number and how far the number's edges are from it.
 ``decode_heatmap`` turns that into one box: the cells around the strongest peak vote for the edges,

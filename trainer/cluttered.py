@@ -13,7 +13,7 @@ Three kinds, each defining which number is wanted (the label and box):
 
 The distracting numbers are drawn with OpenCV's Hershey fonts, the wanted one comes from the renderer
 (held-out font families on val/test) or a real meter strip, so a split's fonts stay its own.
-Evaluation only so far; ``python -m trainer.locator_train scenes --cluttered R`` renders them for training.
+Evaluation only so far; ``digitcam locator scenes --cluttered R`` renders them for training.
 """
 
 from __future__ import annotations

@@ -78,6 +78,19 @@ def convert_int8(model, calibration: np.ndarray, output: Path) -> Path:
     return output
 
 
+def dated(version: str | None = None) -> dict:
+    """The manifest's ``version`` (default: the UTC minute) and ``created`` fields, for every model kind."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return {"version": version or now.strftime("%Y.%m.%d-%H%M"), "created": now.isoformat(timespec="seconds")}
+
+
+def sized(model, output: Path) -> dict:
+    """The manifest's ``params``, ``macs`` and ``size_bytes`` of a Keras model and its exported file."""
+    from trainer.models import count_macs
+
+    return {"params": int(model.count_params()), "macs": count_macs(model), "size_bytes": Path(output).stat().st_size}
+
+
 def _check_input_is_raw_pixels(path: Path) -> None:
     """The uint8 input must mean grey level = byte value (scale 1, zero point 0), else calibration was off."""
     from device.runtime import build_interpreter
@@ -113,22 +126,18 @@ def export_model(
     """
     from device.recognize import Recognizer
     from trainer.calibration import fit_temperature
-    from trainer.models import count_macs
 
     output = Path(output)
     convert_int8(model, calibration, output)
     spec = InputSpec(height=int(model.input.shape[1]), width=int(model.input.shape[2]))
     fields = {
         "name": name,
-        "version": version or dt.datetime.now(dt.timezone.utc).strftime("%Y.%m.%d-%H%M"),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **dated(version),
         "head": head_of(model.output.keys()),
         "architecture": model.name,
         "input": spec.as_dict(),
         "max_digits": MAX_DIGITS,
-        "params": int(model.count_params()),
-        "macs": count_macs(model),
-        "size_bytes": output.stat().st_size,
+        **sized(model, output),
         "training": training or {},
         "metrics": {},
     }

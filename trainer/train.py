@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from device.contract import BLANK
 from device.errors import ConfigError
+from trainer.runs import read_state, write_state
 from trainer.train_config import VAL_SEED, TrainConfig, config_from_dict, load_config
 
 log = logging.getLogger(__name__)
@@ -182,8 +183,7 @@ class Run:
 
     @property
     def state(self) -> dict:
-        state_file = self.path / "state.json"
-        return json.loads(state_file.read_text()) if state_file.is_file() else {}
+        return read_state(self.path)
 
     def best_model(self) -> keras.Model:
         best = self.path / "best.keras"
@@ -264,7 +264,7 @@ class ValidateAndCheckpoint(keras.callbacks.Callback):
             self.model.save(self.run.path / "best.keras")
         else:
             st["stale"] = st.get("stale", 0) + 1
-        (self.run.path / "state.json").write_text(json.dumps(st, indent=1))
+        write_state(self.run.path, st, indent=1)
         vals = "  ".join(f"{n} {logs[f'val_{n}']:.2f}%" for n in self.val_sets)
         print(f"epoch {epoch + 1}/{config.schedule.epochs}  loss {logs.get('loss', float('nan')):.4f}  {vals}  "
               f"score {score:.2f} (best {st['best_score']:.2f} @ {st['best_epoch']})  "

@@ -256,7 +256,7 @@ def test_views_read_held_out_scenes_as_well_as_the_box_alone_and_in_one_invoke(l
     from tests.support import MODEL
 
     recognizer = Recognizer(MODEL)
-    assert len(locator.views) >= 2  # chosen on val by `python -m trainer.locator_train views --write`
+    assert len(locator.views) >= 2  # chosen on val by `digitcam locator views --write`
     single = Locator(REPO_LOCATOR, views=[(1.0, 1.0, 0.0)])
     voted_right = single_right = 0
     for frame, label, _ in scenes:

@@ -12,8 +12,11 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from device.locate import Locator, decode_heatmap  # noqa: E402
-from trainer.locator_model import build_locator, grid_shape  # noqa: E402
-from trainer.locator_train import encode_targets, export, scene_example, train, zoom_window  # noqa: E402
+from trainer.locator.examples import scene_example, zoom_window  # noqa: E402
+from trainer.locator.export import export  # noqa: E402
+from trainer.locator.model import build_locator, grid_shape  # noqa: E402
+from trainer.locator.targets import encode_targets  # noqa: E402
+from trainer.locator.train import train  # noqa: E402
 
 
 @pytest.mark.parametrize(
