@@ -47,9 +47,10 @@ import numpy as np  # noqa: E402
 
 from device.benchmark import machine, synthetic_frame  # noqa: E402
 from device.config import load_config  # noqa: E402
+from device.daemon import build_service  # noqa: E402
 from device.mqtt import Publisher  # noqa: E402
 from device.notify import Notifier  # noqa: E402
-from device.service import Service, build_service  # noqa: E402
+from device.service import Service  # noqa: E402
 from device.sources import build_source  # noqa: E402
 from device.web import start_web  # noqa: E402
 

@@ -1,7 +1,7 @@
 """The composition root: the daemon's parts built from a config, once at start and again on reload.
 
 ``build_parts`` gives a ``Parts`` record (recognizer, locator, sensors, discovery messages, source);
-``Reloader`` re-reads the config file and builds the parts that a reload may change. ``device/service.py``
+``Reloader`` re-reads the config file and builds the parts that a reload may change. ``device/daemon.py``
 wires them into the loop; nothing else constructs models, sources or the publisher from a config.
 """
 

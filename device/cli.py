@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", required=True, type=Path, help="digitcam.toml")
     p.add_argument("--print", dest="print_readings", action="store_true", help="also print readings as JSON lines")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (replays, tests)")
-    p.set_defaults(func=_device("device.service"))
+    p.set_defaults(func=_device("device.daemon"))
 
     p = sub.add_parser("read", help="read the number in image files once")
     p.add_argument("images", nargs="+", metavar="IMAGE")

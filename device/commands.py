@@ -6,7 +6,7 @@ answers every command, accepted or not, on ``cmd/result``.
 
 To add a command: add a row to ``COMMANDS`` (the payload keys it takes besides ``id``, and whether it
 needs a fresh camera frame), a check to ``KEY_CHECKS`` for any new key, and a handler for the name in
-``Service._handlers`` (``device/service.py``), called with the chosen sensors and the payload.
+``HANDLERS`` (``device/handlers.py``), called with the service, the chosen sensors and the payload.
 """
 
 from __future__ import annotations

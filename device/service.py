@@ -7,8 +7,9 @@ Everything else (commands, reloads, stats) happens between frames in the same th
 is never used concurrently; while the camera is down the loop keeps doing it, waiting in short steps.
 
 The ``Service`` receives its parts (source, recognizer, sensors, publisher, ...) so tests hand it real
-ones; ``build_service`` builds them from the config (``device/build.py``). Signals: SIGTERM/SIGINT finish
-the frame, flush, publish ``offline`` and exit 0; SIGHUP reloads config and model.
+ones; ``device/daemon.py`` builds them from the config (``device/build.py``) and installs the signals:
+SIGTERM/SIGINT (``stop``) finish the frame, flush, publish ``offline`` and exit 0; SIGHUP
+(``request_reload``) reloads config and model. Commands are handled in ``device/handlers.py``.
 """
 
 from __future__ import annotations
@@ -16,31 +17,29 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import signal
-import sys
 import time
 from collections import deque
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from device.build import Parts, Reloader, build_parts, build_publisher
 from device.camera import WAIT, Camera
-from device.commands import CommandError, parse_command
-from device.config import describe, load_config
 from device.contract import Reading
 from device.errors import DigitcamError
+from device.handlers import run_command
 from device.images import is_blank
-from device.meter import SetValueError
 from device.notify import Notifier
 from device.reader import FrameReader, Sensor
 from device.sensormodels import SensorReaders
 from device.sources import Backoff, BadFrame
 from device.stats import Stats, cpu_temperature
 
+if TYPE_CHECKING:
+    from device.build import Parts
+
 log = logging.getLogger(__name__)
 
-ON_DEMAND = "on_demand"
 IDLE_STEP_S = 0.05  # while the camera is down: the longest wait between two looks at commands and signals
 
 
@@ -76,8 +75,6 @@ class Service:
         self.web = None  # device.web.WebState while the page is on: it is handed frames, publishes and calls
         self.crops = None  # device.cropstore.CropCollection: sensors with collect = true keep their crops
         self.own_models = SensorReaders()  # sensors with their own model (config key model)
-        self._handlers = {"read": self._cmd_read, "snapshot": self._cmd_snapshot, "reload": self._cmd_reload,
-                          "set_value": self._cmd_set_value}
 
     @property
     def source(self):
@@ -154,7 +151,7 @@ class Service:
             decision = sensor.smoother.update(reading, now)
             decisions.append(decision)
             if decision is not None:
-                self._publish(sensor, decision.reading, decision.flags)
+                self.publish(sensor, decision.reading, decision.flags)
         if self.crops is not None:
             self.crops.observe_frame(self.sensors, readings, decisions, frame, self.frame_no, self.reader)
         self._meter_signals(readings, now)
@@ -166,7 +163,8 @@ class Service:
         self.stats.error(self.frame_no, message, exc)
         self.camera.frame_unusable(message)
 
-    def _publish(self, sensor: Sensor, reading: Reading, flags) -> None:
+    def publish(self, sensor: Sensor, reading: Reading, flags) -> None:
+        """One reading out: the payload (wall time only here) to the page, the publisher and ``--print``."""
         meter = getattr(sensor.smoother, "extra", None)  # a meter's numeric reading and rate
         payload = {
             **reading.as_dict(),
@@ -188,8 +186,8 @@ class Service:
     # ---- between frames ---------------------------------------------------------------------------------
 
     def _between_frames(self) -> None:
-        while self._commands:
-            self._run_command(*self._commands.popleft())
+        while self._commands:  # device/handlers.py: parse, check, handle, reply on cmd/result
+            run_command(self, *self._commands.popleft())
         if self.web is not None:
             self.web.run_calls()
         if self._reload_requested:
@@ -222,77 +220,6 @@ class Service:
         if self.publisher is not None:
             self.publisher.publish_stats(report)
         log.debug("stats %s", report)
-
-    # ---- commands (device/commands.py says which are accepted) --------------------------------------------
-
-    def _run_command(self, name: str, payload: bytes) -> None:
-        reply: dict = {"command": name[:64]}
-        try:
-            command = parse_command(name, payload, [s.name for s in self.sensors])
-            if "id" in command.args:
-                reply["id"] = command.args["id"]
-            if command.spec.needs_frame:
-                self._check_fresh_frame()
-            reply.update(self._handlers[command.name](command.chosen(self.sensors), command.args))
-            reply["ok"] = True
-        except CommandError as exc:
-            log.warning("command %s refused: %s", name[:64], exc)
-            reply.update(ok=False, error=str(exc))
-        except Exception as exc:  # the command failed on our side; say so, keep running
-            log.exception("command %s failed", name[:64])
-            reply.update(ok=False, error=f"{exc.__class__.__name__}: {exc}")
-        if self.publisher is not None:
-            self.publisher.publish_result(reply)
-
-    def _check_fresh_frame(self) -> None:
-        """A read or snapshot of a frame from before the camera went down would pass an old number as new."""
-        if self.camera.error is not None:
-            raise CommandError(f"camera offline: {self.camera.error}")
-        if self.last_frame is None:
-            raise CommandError("no frame has been read yet")
-
-    def _cmd_read(self, chosen, _args) -> dict:
-        """Read the last frame now and publish each chosen sensor's reading, stable or not. Tracking and
-        stats are left as they are: this is not a frame of the loop."""
-        readings, _ = self.own_models.read_sensors(self.reader, self.last_frame, self.sensors, self.frame_no,
-                                                   track=False)
-        values = {}
-        for sensor, reading in zip(self.sensors, readings):
-            if sensor in chosen:
-                sensor.last = reading
-                self._publish(sensor, reading, (ON_DEMAND,))
-                values[sensor.name] = reading.value
-        return {"values": values}
-
-    def _cmd_snapshot(self, chosen, _args) -> dict:
-        """Publish the last frame, annotated with each chosen sensor's box and number, as a JPEG."""
-        from device.overlay import annotate, encode_jpeg
-
-        topics = []
-        for sensor in chosen:
-            last = sensor.last or Reading(value=None, confidence=0.0)
-            image = encode_jpeg(annotate(self.last_frame, last.box, last.value, last.confidence))
-            if self.publisher is not None:
-                topics.append(self.publisher.publish_snapshot(sensor.name, image))
-        return {"snapshots": topics}
-
-    def _cmd_reload(self, _chosen, _args) -> dict:
-        error = self.reload()
-        if error:
-            raise CommandError(error)
-        return {}
-
-    def _cmd_set_value(self, chosen, args) -> dict:
-        """Set a meter's accepted value exactly (a swapped meter, a correction) and publish it."""
-        sensor = chosen[0]
-        if not hasattr(sensor.smoother, "set_value"):
-            raise CommandError(f"sensor {sensor.name} is not a meter (mode = \"meter\"): it has no value to set")
-        try:
-            decision = sensor.smoother.set_value(args["value"], time.monotonic())
-        except SetValueError as exc:
-            raise CommandError(str(exc)) from None
-        self._publish(sensor, decision.reading, decision.flags)
-        return {"sensor": sensor.name, "value": decision.reading.value}
 
     def _meter_signals(self, readings, now: float) -> None:
         """Each meter's raw reading and problem state on ``<sensor>/raw`` and ``<sensor>/problem``."""
@@ -338,50 +265,3 @@ class Service:
             self.crops.close(self.flush_timeout_s)
         log.info("stopped after %d frame(s)", self.frame_no)
 
-
-def build_service(cfg, printer=None, notifier: Notifier | None = None, source=None):
-    """The daemon's parts built from its config and wired together once: ``main`` and bench/daemon.py use it.
-
-    Returns ``(service, publisher)``; the publisher is None without an ``[mqtt] host`` and is not started.
-    """
-    parts = build_parts(cfg, source=source)
-    publisher = build_publisher(cfg, parts.discovery)
-    service = Service(parts.source, parts.recognizer, parts.sensors, publisher, locator=parts.locator,
-                      notifier=notifier if notifier is not None else Notifier(), printer=printer,
-                      stats_interval_s=cfg.mqtt.stats_interval_s,
-                      backoff=Backoff(cfg.camera.retry_min_s, cfg.camera.retry_max_s),
-                      reload=Reloader(cfg.path, cfg), flush_timeout_s=cfg.device.flush_timeout_s,
-                      unusable_after_s=cfg.camera.read_timeout_s)
-    if publisher is not None:
-        publisher.on_command = service.command
-    from device.cropstore import CropCollection
-
-    service.crops = CropCollection(cfg.state_dir)  # idle (no thread) until a sensor has collect = true
-    service.own_models = SensorReaders(parts.sensor_recognizers, parts.locator)
-    return service, publisher
-
-
-def main(args) -> int:
-    """``digitcam run --config FILE``: a bad config or model exits 2 here, before anything starts."""
-    cfg = load_config(args.config)
-    log.info("config %s: %s", cfg.path, describe(cfg))
-    if not cfg.mqtt.host and not args.print_readings:
-        log.warning("no [mqtt] host configured and no --print: readings go nowhere but the log")
-    printer = (lambda line: print(line, flush=True)) if args.print_readings else None
-    service, publisher = build_service(cfg, printer=printer)
-    from device.web import start_web
-
-    web = start_web(cfg, service)  # before the broker: a port in use is a one-line error naming web.port
-    if publisher is not None:
-        publisher.start()
-    signal.signal(signal.SIGTERM, service.stop)
-    signal.signal(signal.SIGINT, service.stop)
-    signal.signal(signal.SIGHUP, service.request_reload)
-    try:
-        return service.run(args.max_frames)
-    except BrokenPipeError:  # --print piped into head: stop quietly
-        sys.stderr.close()
-        return 0
-    finally:
-        if web is not None:
-            web.close()

@@ -495,13 +495,14 @@ class ServiceActions:
     def set_value(self, name, value) -> dict:
         """A meter's ``set_value``: the MQTT command's own check and handler, run on the frame thread."""
         from device.commands import CommandError, parse_command
+        from device.handlers import set_value
 
         self._sensor(name)
         payload = json.dumps({"sensor": name, "value": value}).encode()
 
         def run():
             command = parse_command("set_value", payload, [s.name for s in self.service.sensors])
-            return self.service._cmd_set_value(command.chosen(self.service.sensors), command.args)
+            return set_value(self.service, command.chosen(self.service.sensors), command.args)
 
         try:
             return self.state.call(run)

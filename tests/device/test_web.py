@@ -27,7 +27,7 @@ import pytest
 
 from device.config import load_config, parse_config
 from device.errors import ConfigError
-from device.service import build_service
+from device.daemon import build_service
 from device.web import MAX_CONNECTIONS, ROI_COLOUR, WebError, save_roi, set_roi_in_text, start_web
 from tests.support import free_port, wait_until
 
