@@ -8,6 +8,7 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/digitcam-fresh.XXXXXX)
+chmod 755 "$WORK"  # tests that drop root to an unprivileged user must read the clone
 [ "${1:-}" = "--keep" ] || trap 'rm -rf "$WORK"' EXIT
 git clone --quiet "$REPO" "$WORK/digitcam"
 cd "$WORK/digitcam"

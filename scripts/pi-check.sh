@@ -111,21 +111,28 @@ say "emulated $machine ($CPU), digitcam $(basename "$WHEEL"), runtime $RUNTIME"
 OUT="$RUN/out" && mkdir -p "$OUT"
 FRAMES=$(ls "$REPO"/samples/meter/*.jpg | awk 'NR % 8 == 1')
 CROPS=$(ls "$REPO"/tests/fixtures/meter_digits/images/*.jpg | sed -n 1,12p)  # sed reads all: no SIGPIPE
-run_reads() {  # $1: python, $2: output prefix
-  (cd "$OUT" && "$1" -m device.cli read --json $FRAMES "$REPO/docs/sheets/locate_test.jpg" >"$2.read.jsonl" 2>"$2.read.err")
-  (cd "$OUT" && "$1" -m device.cli read --json --no-locate $CROPS >"$2.crops.jsonl" 2>"$2.crops.err")
+run_reads() {  # $1: python, $2: output prefix; a command that fails is recorded, its lines compared as they are
+  (cd "$OUT" && "$1" -m device.cli read --json $FRAMES "$REPO/docs/sheets/locate_test.jpg" >"$2.read.jsonl" \
+     2>"$2.read.err") || echo "$2 read exited $?: $(tail -1 "$OUT/$2.read.err")" >>"$OUT/failed"
+  (cd "$OUT" && "$1" -m device.cli read --json --no-locate $CROPS >"$2.crops.jsonl" 2>"$2.crops.err") \
+     || echo "$2 read --no-locate exited $?: $(tail -1 "$OUT/$2.crops.err")" >>"$OUT/failed"
   (cd "$OUT" && STATE_DIRECTORY="$OUT/$2.state" timeout 600 "$1" -m device.cli run \
-     --config "$REPO/samples/digitcam.toml" --print >"$2.demo.jsonl" 2>"$2.demo.err") || true
+     --config "$REPO/samples/digitcam.toml" --print >"$2.demo.jsonl" 2>"$2.demo.err") \
+     || echo "$2 demo exited $?: $(tail -1 "$OUT/$2.demo.err")" >>"$OUT/failed"
 }
 run_reads "$HOST_PY" x86
 DIGITCAM_RUNTIME=$RUNTIME run_reads "$PY" "$ARCH"
-grep -q "on $RUNTIME" "$OUT/$ARCH.read.err" || fail "the emulated reader did not use $RUNTIME: $(head -3 "$OUT/$ARCH.read.err")"
+grep -q "on $RUNTIME" "$OUT/$ARCH.read.err" || fail "the emulated reader did not use $RUNTIME: $(head -1 "$OUT/$ARCH.read.err")"
 bad=0
 for part in read crops demo; do
   python3 "$REPO/scripts/pi_compare.py" "$OUT/x86.$part.jsonl" "$OUT/$ARCH.$part.jsonl" --box-px $BOX_PX \
     --confidence $CONFIDENCE --fields "$FIELDS" --label "$part" | tee "$OUT/$part.compare" || bad=1
 done
 readings=$(cat "$OUT/$ARCH".{read,crops,demo}.jsonl | grep -c '^{' || true)
+if [ -s "$OUT/failed" ]; then
+  sed "s/^/pi-check $ARCH: /" "$OUT/failed"
+  bad=1
+fi
 
 # ---- the device test suite, emulated -----------------------------------------------------------------
 tests="device tests not run (--reads-only)"
