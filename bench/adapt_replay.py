@@ -148,6 +148,7 @@ def main(argv=None) -> int:
     parser.add_argument("--later", type=int, default=1000, help="frames in the later slice")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parity-points", type=float, default=None, help="passed to adapt (default 0.5)")
     parser.add_argument("--split", default="test", choices=("test", "val"), help="whose held-out meters")
     parser.add_argument("--groups", default="", help="comma-separated group names (default: every test group)")
     parser.add_argument("--quick", action="store_true", help="a tenth of the day and 30 steps: a smoke test")
@@ -202,7 +203,8 @@ def main(argv=None) -> int:
             started = time.monotonic()
             try:
                 fields = adapt.adapt(state / "crops", out, model=base_path, weights=args.weights, steps=steps,
-                                     cache=args.cache, seed=args.seed, val_sets=val)
+                                     cache=args.cache, seed=args.seed, val_sets=val,
+                                     parity_points=args.parity_points)
                 a = fields["adapted"]
                 row.update(refused=False, later_after=round(accuracy(Recognizer(out), strips, allowed), 2),
                            held_before=a["held_out"]["before"], held_after=a["held_out"]["after"],

@@ -201,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=float, default=0.25, help="share of the crops, the latest, held out (0.05-0.5)")
     p.add_argument("--cache", type=Path, default=None, help="a pre-rendered shard cache of the training mix")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parity-points", type=float, default=None,
+                   help="int8 may lose this many points against float on a set (default 0.5, as export)")
     p.set_defaults(func=_trainer("trainer.adapt"))
     return parser
 

@@ -59,8 +59,11 @@ def test_adapt_writes_a_model_with_a_manifest_of_what_it_did(tiny_model, tmp_pat
     (reading,), _ = Recognizer(out).read([rendered("val", 1, 9)[0][0]])  # the device loads and reads it
 
 
-def test_adapt_refuses_a_model_worse_than_the_base_and_leaves_nothing(tiny_model, tmp_path):
+def test_adapt_refuses_a_model_worse_than_the_base_and_leaves_nothing(tiny_model, tmp_path, monkeypatch):
+    import trainer.adapt
     from device.cli import main
+
+    monkeypatch.setattr(trainer.adapt, "ALPHAS", (1.0,))  # no interpolation back towards the base to rescue it
 
     # labels every digit one too high: it learns them, and forgets how to read the base's validation set
     wrong = lambda label: "".join(str((int(d) + 1) % 10) for d in label)  # noqa: E731
@@ -91,3 +94,12 @@ def test_too_few_crops_or_missing_weights_are_one_line_errors(tiny_model, tmp_pa
     assert main(["adapt", "--crops", str(crops), "--model", str(tiny_model), "-o", str(tmp_path / "x.tflite")]) == 2
     err = capsys.readouterr().err.strip()
     assert "no Keras weights" in err and "\n" not in err
+
+
+def test_judge_allows_a_point_on_validation_sets_and_nothing_on_the_held_out_crops():
+    from trainer.adapt import HELD_OUT, judge
+
+    before = {HELD_OUT: 90.0, "meters": 95.0}
+    assert judge(before, {HELD_OUT: 90.0, "meters": 94.1}) == []
+    assert judge(before, {HELD_OUT: 89.9, "meters": 99.0}) == ["held-out crops 89.90 % < base 90.00 %"]
+    assert judge(before, {HELD_OUT: 95.0, "meters": 93.9}) == ["meters 93.90 % < base 95.00 % - 1"]
