@@ -39,7 +39,7 @@ LEARNING_RATE = 2e-4
 STEPS_PER_EPOCH = 25  # the schedule's unit: the cosine decay of trainer.train.learning_rate per 25 steps
 HELD_OUT = "held-out crops"
 ALPHAS = (1.0, 0.75, 0.5, 0.35, 0.2)  # shares of the fine-tuned weights tried, most first
-EXPORT_ATTEMPTS = 3  # calibration draws tried before a parity failure stands
+EXPORT_ATTEMPTS = 5  # calibration draws tried before a parity failure stands
 
 
 class AdaptError(DigitcamError):
@@ -340,13 +340,13 @@ def _calibration(config, own: np.ndarray, seed: int) -> np.ndarray:
     """Int8 ranges from both what the model will see on this meter and the base's training mix."""
     from trainer.train import training_dataset
 
-    half = 256
+    own_n, mix_n = 128, 384  # mostly the mix, as the base was calibrated: the validation sets come from it
     mix = next(iter(training_dataset(dataclasses.replace(
-        config, schedule=dataclasses.replace(config.schedule, batch_size=half),
+        config, schedule=dataclasses.replace(config.schedule, batch_size=mix_n),
         augment=dataclasses.replace(config.augment, invert=0.0, shift=0, noise=0.0)), seed + 1)))[0]
     mix = np.clip(np.asarray(mix), 0, 255).astype(np.uint8)
     rng = np.random.default_rng(seed)
-    picks = own[rng.choice(len(own), size=min(half, len(own)), replace=False)]
+    picks = own[rng.choice(len(own), size=min(own_n, len(own)), replace=False)]
     both = np.concatenate([picks, mix])
     return both[rng.permutation(len(both))]
 
