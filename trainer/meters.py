@@ -252,6 +252,12 @@ def iter_meter_digits(split: str, rng: np.random.Generator, kind: str | None = N
             yield img, crops[i].label
 
 
+def iter_midroll_digits(split: str, rng: np.random.Generator, folder: Path | None = None):
+    """The ``meter-midroll`` source: only the half-way wheels (labelled D or D+1 at random in training), so a
+    mix can give them more weight than their share of the archive."""
+    return iter_meter_digits(split, rng, kind="midroll", folder=folder)
+
+
 # ---- strips ---------------------------------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ SOURCES = {
     "meter-strips": "trainer.meters:iter_meter_strips",
     "svhn": "trainer.svhn:iter_svhn",
     "framed": "trainer.framing:iter_framed",
+    "meter-midroll": "trainer.meters:iter_midroll_digits",
 }
 
 Sample = tuple[np.ndarray, str]
