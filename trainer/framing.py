@@ -93,6 +93,12 @@ def _ink_against(rng: np.random.Generator, level: float) -> float:
     return float(np.clip(level + (rng.uniform(60, 200) if level < 128 else -rng.uniform(60, 200)), 0, 255))
 
 
+def _clutter_ink(canvas: np.ndarray, rng: np.random.Generator, housing_level: float) -> tuple[float, tuple]:
+    """A grey level that stands out from the housing, and the same as the colour OpenCV draws with."""
+    level = _ink_against(rng, housing_level)
+    return level, (level,) * (1 if canvas.ndim == 2 else 3)
+
+
 def _scale_numeral(rng: np.random.Generator, height: int) -> np.ndarray:
     """1-3 digits drawn with OpenCV's Hershey faces as an alpha mask ``height`` px tall (dial scales)."""
     text = str(int(rng.choice([rng.integers(0, 10), rng.integers(1, 13) * 10, rng.integers(1, 9) * 100])))
@@ -142,8 +148,7 @@ def add_fixings(canvas, rng, box, dh, housing_level):
     """Screws, rivets and brackets beside the number: round heads with slots, vertical bars at the sides."""
     x0, y0, x1, y1 = box
     H, W = canvas.shape[:2]
-    level = _ink_against(rng, housing_level)
-    colour = (level,) * (1 if canvas.ndim == 2 else 3)
+    level, colour = _clutter_ink(canvas, rng, housing_level)
     gap = max(2, int(rng.uniform(0.3, 0.8) * dh))
     for _ in range(int(rng.integers(1, 4))):
         kind = rng.random()
@@ -172,8 +177,7 @@ def add_dial(canvas, rng, box, dh, housing_level):
     """A dial face around the counter: arcs with ticks, a needle, and small scale numerals off its line."""
     x0, y0, x1, y1 = box
     H, W = canvas.shape[:2]
-    level = _ink_against(rng, housing_level)
-    colour = (level,) * (1 if canvas.ndim == 2 else 3)
+    level, colour = _clutter_ink(canvas, rng, housing_level)
     keep = (x0, y0, x1, y1)
     arc = np.zeros(canvas.shape[:2], np.float32)
     cx, cy = int((x0 + x1) / 2 + rng.uniform(-0.3, 0.3) * (x1 - x0)), int(y1 + rng.uniform(0.5, 4) * dh)
