@@ -114,8 +114,13 @@ def to_gray(image: np.ndarray) -> np.ndarray:
 
 
 def _letterbox(gray: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Scale to fit inside height x width keeping the aspect ratio, centred, padded with the edge median."""
+    """Scale to fit inside height x width keeping the aspect ratio, centred, padded with the edge median.
+
+    An empty crop (a box of zero width or height, e.g. from a garbled locator output) becomes a blank
+    input, which reads as "no number", instead of a division by zero on the frame thread."""
     h, w = gray.shape
+    if h == 0 or w == 0:
+        return np.zeros((height, width), np.uint8)
     scale = min(height / h, width / w)
     new_h = max(1, min(height, round(h * scale)))
     new_w = max(1, min(width, round(w * scale)))

@@ -43,3 +43,12 @@ def test_temperature_changes_confidence_not_the_value(tmp_path):
 def test_a_bad_temperature_is_refused(tmp_path, bad):
     with pytest.raises(ModelError, match="calibration.temperature"):
         Recognizer(_copy_with(tmp_path, {"temperature": bad}))
+
+
+def test_an_empty_crop_reads_as_no_number_instead_of_crashing():
+    from device.contract import prepare_crop
+
+    blank = prepare_crop(np.zeros((0, 40, 3), np.uint8))
+    assert blank.shape == (32, 128, 1) and not blank.any()
+    (reading,), _ = Recognizer(BUNDLED).read([np.zeros((5, 0, 3), np.uint8)])  # a frame cut by an empty box
+    assert reading.value is None
