@@ -27,7 +27,8 @@ import numpy as np
 from device.contract import NUM_CLASSES, InputSpec, check_label, prepare_crop
 from device.errors import DigitcamError, SourceError
 from device.images import IMAGE_SUFFIXES, load_image
-from trainer.calibration import confidence_report
+from device.config import SensorConfig
+from trainer.calibration import auroc, ece
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ COVERAGES = tuple(round(0.05 * i, 2) for i in range(1, 21))
 WORST = 48
 BATCH = 64
 DEFAULT_BUILTIN_N = 2000
-DEFAULT_GATE = 0.5  # the daemon's default min_confidence
+DEFAULT_GATE = SensorConfig().min_confidence  # what a daemon sensor holds back by default
 
 
 @dataclass
@@ -111,8 +112,9 @@ def load_builtin(text: str, spec: InputSpec) -> LabelledSet:
     if len(parts) < 2 or parts[0] not in source_names():
         raise SourceError(f"no such labelled set {text!r}: want a folder, a .csv or one of "
                           f"{', '.join(source_names())} as source:split[:n][:key=value]")
-    n = int(parts[2]) if len(parts) >= 3 and parts[2].isdigit() else DEFAULT_BUILTIN_N
-    options = builtin_options(parts[3:] if len(parts) >= 3 and parts[2].isdigit() else parts[2:], text)
+    sized = len(parts) >= 3 and parts[2].isdigit()
+    n = int(parts[2]) if sized else DEFAULT_BUILTIN_N
+    options = builtin_options(parts[3 if sized else 2 :], text)
     try:
         images, labels = fixed_set(parts[0], parts[1], n, VAL_SEED, spec, **options)
     except (ValueError, TypeError) as exc:
@@ -182,8 +184,9 @@ def score(values: list[str], confidences: list[float], labels: list[str]) -> dic
         "threshold_at_90_coverage": at[0.9]["threshold"],
         # Confidence is useful when dropping the least confident 10 % raises accuracy (or it is already 100 %).
         "confidence_useful": bool(at[0.9]["accuracy"] > accuracy or accuracy == 100.0),
-        **{k: v for k, v in confidence_report(correct, conf).items() if k in ("auroc", "ece")},
-        # share a daemon with the default gate (min_confidence 0.5) would hold back: mid-roll wheels want most
+        "auroc": round(auroc(correct, conf), 4),
+        "ece": round(ece(correct, conf), 4),
+        # share a daemon with the default gate would hold back: mid-roll wheels want most of theirs held
         "below_default_gate": float((conf < DEFAULT_GATE).mean()) if len(conf) else float("nan"),
         "coverage_curve": curve,
         "confusion": confusion.tolist(),

@@ -109,13 +109,14 @@ def test_bad_sets_are_one_line_errors(tiny_model, tmp_path):
 
 
 def test_confidence_numbers_separate_honest_from_useless_confidence():
-    from trainer.calibration import accuracy_at_coverage, auroc, ece
+    from trainer.calibration import auroc, ece
 
     correct = np.array([True] * 80 + [False] * 20)
     honest = np.concatenate([np.linspace(0.7, 1.0, 80), np.linspace(0.0, 0.3, 20)])
     useless = np.full(100, 0.99)
     assert auroc(correct, honest) == 1.0 and auroc(correct, useless) == 0.5
-    assert accuracy_at_coverage(correct, honest, 0.8) == 100.0
+    assert {p["coverage"]: p["accuracy"] for p in coverage_curve(correct, honest)}[0.8] == 100.0
+    assert auroc(np.array([True, False, True]), np.array([0.5, 0.5, 0.9])) == 0.75  # a tie counts half
     assert ece(correct, useless) == pytest.approx(0.19, abs=1e-9)  # says 99 %, is right 80 %
     assert ece(np.array([True, False]), np.array([0.5, 0.5])) == 0.0
 
