@@ -178,7 +178,6 @@ def add_dial(canvas, rng, box, dh, housing_level):
     x0, y0, x1, y1 = box
     H, W = canvas.shape[:2]
     level, colour = _clutter_ink(canvas, rng, housing_level)
-    keep = (x0, y0, x1, y1)
     arc = np.zeros(canvas.shape[:2], np.float32)
     cx, cy = int((x0 + x1) / 2 + rng.uniform(-0.3, 0.3) * (x1 - x0)), int(y1 + rng.uniform(0.5, 4) * dh)
     radius = int(max(cy - y0 + rng.uniform(0.3, 1.2) * dh, (x1 - x0) * rng.uniform(0.4, 0.9)))
@@ -194,12 +193,12 @@ def add_dial(canvas, rng, box, dh, housing_level):
         a = np.radians(rng.uniform(start, end))
         cv2.line(arc, (cx, cy), (int(cx + np.cos(a) * radius), int(cy + np.sin(a) * radius)), 1.0,
                  max(1, int(dh * 0.08)), cv2.LINE_AA)
-    _stamp(canvas, arc, 0, 0, colour[0] if canvas.ndim == 2 else colour, keep)
+    _stamp(canvas, arc, 0, 0, colour[0] if canvas.ndim == 2 else colour, box)
     for _ in range(int(rng.integers(1, 5))):  # scale numerals, clearly smaller and off the number's line
         mask = _scale_numeral(rng, int(rng.uniform(0.25, 0.55) * dh))
         spot = _outside_spot(rng, H, W, box, mask.shape[1], mask.shape[0], max(2, int(0.15 * dh)))
         if spot is not None:
-            _stamp(canvas, mask, spot[0], spot[1], level, keep)
+            _stamp(canvas, mask, spot[0], spot[1], level, box)
 
 
 def add_script(canvas, rng, box, dh, housing_level):
@@ -321,8 +320,7 @@ def frame_loosely(img: np.ndarray, rng: np.random.Generator, families=FAMILIES, 
     box = (int(ml), int(mt), int(ml + w), int(mt + h))
     # the digits' own box (inside the crop's margins), which clutter keeps out of
     inner = (int(ml + 0.05 * w), int(mt + 0.1 * h), int(ml + 0.95 * w), int(mt + 0.9 * h))
-    order = [f for f in ("bezel", "fixings", "dial", "script", "photo") if f in families]
-    for family in order:
+    for family in (f for f in FAMILIES if f in families):  # drawn in this order: frame first, faults last
         chance = 0.9 if family == "bezel" else 0.55
         if rng.random() >= chance:
             continue

@@ -93,12 +93,11 @@ class ShardReader:
 
     def refresh(self) -> int:
         """Pick up shards rendered since the last look; returns how many samples are available."""
-        have = len(self.shards)
-        index = have
-        while all(p.is_file() for p in shard_paths(self.folder, index)):
-            x_path, y_path = shard_paths(self.folder, index)
-            self.shards.append((np.load(x_path, mmap_mode="r"), np.load(y_path, mmap_mode="r")))
-            index += 1
+        while True:
+            paths = shard_paths(self.folder, len(self.shards))
+            if not all(p.is_file() for p in paths):
+                break
+            self.shards.append(tuple(np.load(p, mmap_mode="r") for p in paths))
         if not self.shards:
             raise FileNotFoundError(f"no cache shards in {self.folder}: `digitcam train CONFIG` renders "
                                     f"data.cache_samples of them first")

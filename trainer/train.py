@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from device.contract import BLANK
+from device.contract import BLANK, MAX_DIGITS
 from device.errors import ConfigError
 from trainer.runs import read_state, write_state
 from trainer.train_config import VAL_SEED, TrainConfig, config_from_dict, load_config
@@ -102,7 +102,7 @@ def cached_dataset(config: TrainConfig, seed: int) -> tf.data.Dataset:
 
     signature = (
         tf.TensorSpec((None, config.spec.height, config.spec.width, 1), tf.uint8),
-        tf.TensorSpec((None, 8), tf.int32),
+        tf.TensorSpec((None, MAX_DIGITS), tf.int32),
     )
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(4)
 
