@@ -55,6 +55,7 @@ MIN_HELD_OUT_GROUP = 20
 EVAL_ORDER_SEED = 0  # val/test order: fixed, so every run evaluates on the same crops
 ROLLING_READS_CURRENT = ("0.3", "0.4", "0.5")
 ROLLING_AMBIGUOUS = ("0.6", "0.7")
+CROP_KINDS = ("clean", "rolling", "midroll", "all")  # what iter_meter_digits(kind=...) can keep to
 
 
 @dataclass(frozen=True)
@@ -216,9 +217,6 @@ def _mode_of(split: str, kind: str | None) -> str:
     if kind not in CROP_KINDS:
         raise ValueError(f"unknown meter crop kind {kind!r}: want {', '.join(CROP_KINDS)}")
     return kind
-
-
-CROP_KINDS = ("clean", "rolling", "midroll", "all")
 
 
 def kind_of(crop: MeterCrop) -> str:
