@@ -163,6 +163,18 @@ def learning_rate(epoch: int, config: TrainConfig) -> float:
     return s.learning_rate * (s.min_lr_fraction + (1 - s.min_lr_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def warm_start(model: keras.Model, source: Path) -> None:
+    """Start from a trained model's weights (a longer schedule without re-learning what it knows)."""
+    if not source.is_file():
+        raise ConfigError(f"model.init: no model at {source}")
+    trained = keras.models.load_model(source, compile=False)
+    shapes = [w.shape for w in trained.get_weights()]
+    if shapes != [w.shape for w in model.get_weights()]:
+        raise ConfigError(f"model.init: {source} has other layers than model.architecture/width build")
+    model.set_weights(trained.get_weights())
+    log.info("weights from %s", source)
+
+
 def compile_model(model: keras.Model, config: TrainConfig) -> keras.Model:
     if config.model.architecture == "ctc":
         loss = {"ctc": ctc_loss}
@@ -298,10 +310,11 @@ def train(config: TrainConfig, run_dir: Path, fresh: bool = False) -> Run:
         state = {}
         for stale in ("log.csv", "best.keras", "last.keras", "state.json"):
             (run_dir / stale).unlink(missing_ok=True)
-        model = compile_model(
-            build_model(config.model.architecture, config.spec, width=config.model.width, dropout=config.model.dropout),
-            config,
-        )
+        model = build_model(config.model.architecture, config.spec, width=config.model.width,
+                            dropout=config.model.dropout)
+        if config.model.init:
+            warm_start(model, Path(config.model.init))
+        model = compile_model(model, config)
     (run_dir / "config.json").write_text(json.dumps(config.as_dict(), indent=1))
     log.info("%s: %s, %d params, %.1f MMACs", config.name, config.model.architecture, model.count_params(),
              count_macs(model) / 1e6)

@@ -43,6 +43,7 @@ class ModelConfig:
     dropout: float = 0.3
     height: int = InputSpec().height
     input_width: int = InputSpec().width
+    init: str = ""  # a .keras model of the same architecture whose weights start the run ("" = random)
 
 
 @dataclass(frozen=True)

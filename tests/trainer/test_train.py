@@ -111,3 +111,20 @@ def test_a_run_checkpoints_and_resumes_where_it_stopped(tmp_path):
     other_model = config_from_dict({**SMALL, "model": {"architecture": "length_digits", "width": 0.25}})
     with pytest.raises(ConfigError, match="--fresh"):
         train(other_model, tmp_path / "run")
+
+
+def test_a_run_can_start_from_a_trained_models_weights(tmp_path):
+    from trainer.models import build_model
+    from trainer.train import warm_start
+
+    config = config_from_dict(SMALL)
+    trained = build_model("ctc", config.spec, width=0.25)
+    trained.save(tmp_path / "trained.keras")
+    fresh = build_model("ctc", config.spec, width=0.25)
+    assert not all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), trained.get_weights()))
+    warm_start(fresh, tmp_path / "trained.keras")
+    assert all(np.array_equal(a, b) for a, b in zip(fresh.get_weights(), trained.get_weights()))
+    with pytest.raises(ConfigError, match="other layers"):
+        warm_start(build_model("ctc", config.spec, width=0.5), tmp_path / "trained.keras")
+    with pytest.raises(ConfigError, match="no model at"):
+        warm_start(fresh, tmp_path / "missing.keras")
