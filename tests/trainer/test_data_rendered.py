@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from device.contract import MAX_DIGITS, check_label
-from trainer import fonts, render
+from trainer import canvas, fonts, paint, render
 from trainer.skips import skip_counts
 from trainer.sources import iter_samples
 
@@ -62,8 +62,8 @@ def test_unknown_difficulty_or_style_is_refused():
 
 def test_styles_option_keeps_to_the_chosen_looks(monkeypatch):
     painted = []
-    for style, painter in list(render.PAINTERS.items()):  # record which real painter drew each crop
-        monkeypatch.setitem(render.PAINTERS, style, lambda *a, _s=style, _p=painter: painted.append(_s) or _p(*a))
+    for style, painter in list(paint.PAINTERS.items()):  # record which real painter drew each crop
+        monkeypatch.setitem(paint.PAINTERS, style, lambda *a, _s=style, _p=painter: painted.append(_s) or _p(*a))
     drums = render.Renderer(styles=("drum",), empty_rate=0.0)
     rng = np.random.default_rng(0)
     for _ in range(5):
@@ -88,9 +88,9 @@ def test_every_style_draws_the_number_it_is_labelled_with(style):
 def test_rolling_wheel_shows_the_digit_the_label_names():
     glyphs = fonts.glyph_sets(fonts.EASY_FONTS)[0]
     rng = np.random.default_rng(0)
-    still = render.layout(glyphs, "3", rng, cell_scale=1.2)
-    early = render.layout(glyphs, "3", rng, cell_scale=1.2, roll=0.1)  # 3 just leaving: reads 3
-    late = render.layout(glyphs, "3", rng, cell_scale=1.2, roll=0.95)  # 3 leaving, 4 nearly there: reads 4
+    still = canvas.layout(glyphs, "3", rng, cell_scale=1.2)
+    early = canvas.layout(glyphs, "3", rng, cell_scale=1.2, roll=0.1)  # 3 just leaving: reads 3
+    late = canvas.layout(glyphs, "3", rng, cell_scale=1.2, roll=0.95)  # 3 leaving, 4 nearly there: reads 4
     x0, y0, x1, y1 = still.cells[0]
 
     def distance(a, b):
@@ -98,8 +98,8 @@ def test_rolling_wheel_shows_the_digit_the_label_names():
         wa, wb = a.alpha[y0:y1, x0:x1], b.alpha[y0:y1, x0:x1]
         return min(np.abs(wa - np.roll(wb, dy, axis=0)).mean() for dy in range(-(y1 - y0), y1 - y0))
 
-    three = render.layout(glyphs, "3", rng, cell_scale=1.2)
-    four = render.layout(glyphs, "4", rng, cell_scale=1.2)
+    three = canvas.layout(glyphs, "3", rng, cell_scale=1.2)
+    four = canvas.layout(glyphs, "4", rng, cell_scale=1.2)
     assert distance(early, three) < distance(early, four)
     assert distance(late, four) < distance(late, three)
 
@@ -118,16 +118,16 @@ def test_the_crop_never_cuts_into_the_number_even_with_neighbours_and_overlap():
     rng = np.random.default_rng(0)
     for i in range(300):
         g = glyphs[i % len(glyphs)]
-        lay = render.layout(g, render.random_label(rng), rng, spacing=rng.uniform(-0.12, 0.5),
+        lay = canvas.layout(g, render.random_label(rng), rng, spacing=rng.uniform(-0.12, 0.5),
                             neighbours=(True, True))
-        x0, y0, x1, y1 = render.frame(lay, rng)
+        x0, y0, x1, y1 = canvas.frame(lay, rng)
         bx0, by0, bx1, by1 = lay.box
         assert x0 <= bx0 and x1 >= bx1 and y0 <= by0 and y1 >= by1, (g.name, lay.box, (x0, y0, x1, y1))
 
 
 def test_captions_hold_nothing_a_model_could_read_as_a_digit():
     lookalikes = set("0123456789lIOoSZBgqz")
-    assert all(not (set(text) & lookalikes) for text in render.UNIT_TEXTS)
+    assert all(not (set(text) & lookalikes) for text in paint.UNIT_TEXTS)
 
 
 def test_validation_fonts_are_held_out_of_training():
@@ -141,12 +141,12 @@ def test_validation_fonts_are_held_out_of_training():
 
 
 def test_a_turning_counter_is_read_by_the_rolling_rule_and_carries_turn_together():
-    assert render.previous_value("2000") == "1999" and render.previous_value("000") == "999"
-    assert render.carry_chain("1999") == 4 and render.carry_chain("1299") == 3 and render.carry_chain("4071") == 1
+    assert canvas.previous_value("2000") == "1999" and canvas.previous_value("000") == "999"
+    assert canvas.carry_chain("1999") == 4 and canvas.carry_chain("1299") == 3 and canvas.carry_chain("4071") == 1
     rng = np.random.default_rng(0)
-    assert not any(render.reads_arrived(0.5, rng) for _ in range(50))
-    assert all(render.reads_arrived(0.8, rng) for _ in range(50))
-    mid = [render.reads_arrived(0.65, rng) for _ in range(400)]
+    assert not any(canvas.reads_arrived(0.5, rng) for _ in range(50))
+    assert all(canvas.reads_arrived(0.8, rng) for _ in range(50))
+    mid = [canvas.reads_arrived(0.65, rng) for _ in range(400)]
     assert 150 < sum(mid) < 250  # half-way wheels are labelled either way, half each
     renderer = render.Renderer(styles=("drum",), empty_rate=0.0)
     labels = [renderer.sample(rng)[1] for _ in range(400)]
@@ -156,9 +156,9 @@ def test_a_turning_counter_is_read_by_the_rolling_rule_and_carries_turn_together
 def test_a_rolling_carry_shows_every_turning_wheel_between_two_digits():
     glyphs = fonts.glyph_sets(fonts.EASY_FONTS)[0]
     rng = np.random.default_rng  # the same seed each time: the same wheel pitch
-    still = render.layout(glyphs, "19", rng(0), cell_scale=1.2)
-    turning = render.layout(glyphs, "19", rng(0), cell_scale=1.2, roll=0.5, rolling=2)
-    alone = render.layout(glyphs, "19", rng(0), cell_scale=1.2, roll=0.5, rolling=1)
+    still = canvas.layout(glyphs, "19", rng(0), cell_scale=1.2)
+    turning = canvas.layout(glyphs, "19", rng(0), cell_scale=1.2, roll=0.5, rolling=2)
+    alone = canvas.layout(glyphs, "19", rng(0), cell_scale=1.2, roll=0.5, rolling=1)
     first = lambda lay: lay.alpha[:, lay.cells[0][0] : lay.cells[0][2]]  # noqa: E731
     assert np.abs(first(turning) - first(still)).mean() > 0.02  # the carried wheel moved
     assert np.abs(first(alone) - first(still)).mean() < 1e-6  # without a carry it stays put
