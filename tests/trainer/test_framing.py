@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from trainer import framing
+from trainer import framing, surroundings
 from trainer.sources import iter_samples
 
 
@@ -25,7 +25,7 @@ def test_the_crop_sits_inside_loose_margins_of_every_side():
         assert out.shape[0] <= 40 + 2 * 1.5 * 32 + 1
 
 
-@pytest.mark.parametrize("family", framing.FAMILIES)
+@pytest.mark.parametrize("family", surroundings.FAMILIES)
 def test_each_family_adds_clutter_outside_the_number(family):
     rng = np.random.default_rng(1)
     changed = 0
@@ -51,9 +51,9 @@ def test_framed_and_tight_streams_hold_the_same_numbers():
 
 
 def test_script_words_hold_no_digit():
-    for _, words in framing.SCRIPT_TEXTS:
+    for _, words in surroundings.SCRIPT_TEXTS:
         assert not any(ch.isdigit() for w in words for ch in w)
-    assert len(framing.text_bank()) >= 10
+    assert len(surroundings.text_bank()) >= 10
 
 
 def test_margin_range_is_checked_and_honoured():
