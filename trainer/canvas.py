@@ -51,7 +51,6 @@ class Layout:
     right_neighbour: tuple[int, int] | None = None
 
 
-
 def _place(alpha: np.ndarray, mask: np.ndarray, x: int, y: int, clip: tuple[int, int] | None = None) -> None:
     """Max-blend a float glyph alpha into the float canvas at (x, y), optionally only rows clip[0]..clip[1]."""
     h, w = mask.shape
