@@ -57,7 +57,8 @@ class _Actions:
 
 def _web_server():
     from device.config import WebConfig
-    from device.web import WebServer, WebState
+    from device.web import WebServer
+    from device.web_feed import WebState
 
     return WebServer(WebConfig(enabled=True, port=0), WebState(), _Actions(), "bench")
 

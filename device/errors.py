@@ -27,3 +27,13 @@ class BrokerError(DigitcamError):
 
 class TrainerMissing(DigitcamError):
     """A trainer command was called without TensorFlow installed."""
+
+
+class WebError(Exception):
+    """A request the web page refuses: the HTTP status and a one-line reason for the page.
+
+    Not a DigitcamError: it never leaves the page's server (``device/web.py`` answers it as JSON)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status

@@ -26,9 +26,11 @@ import numpy as np
 import pytest
 
 from device.config import load_config, parse_config
-from device.errors import ConfigError
+from device.errors import ConfigError, WebError
 from device.daemon import build_service
-from device.web import MAX_CONNECTIONS, ROI_COLOUR, WebError, save_roi, set_roi_in_text, start_web
+from device.web import MAX_CONNECTIONS, start_web
+from device.web_feed import ROI_COLOUR
+from device.web_roi import save_roi, set_roi_in_text
 from tests.support import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -228,7 +230,7 @@ def test_a_read_only_config_gives_the_snippet_and_changes_nothing(request):
     folder = outer / "etc"
     folder.mkdir()
     path = sample_config(folder, port=free_port())
-    script = ("import json, sys; from pathlib import Path; from device.web import save_roi; "
+    script = ("import json, sys; from pathlib import Path; from device.web_roi import save_roi; "
               "print(json.dumps(save_roi(Path(sys.argv[1]), 'counter', [10, 10, 100, 50])))")
     command = [sys.executable, "-c", script, str(path)]
     if os.geteuid() == 0:
