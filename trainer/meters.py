@@ -28,7 +28,8 @@ import numpy as np
 
 from trainer import effects
 from trainer.skips import skip
-from trainer.fetch import METER_ARCHIVE, METER_FOLDER, data_root, missing
+from trainer.fetch import METER_ARCHIVE, data_root, missing
+from trainer.meter_archive import METER_FOLDER
 from trainer.streams import cache_dir, passes
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.data import METER_FOLDER, MNIST_SAMPLE, clear_caches
-from trainer import fetch, meters, mnist_seq
+from trainer import download, fetch, meter_archive, meters, mnist_seq
 
 ROOT = Path(__file__).resolve().parents[2]
 TOP = f"Tenth-of-step-of-a-meter-digit-{fetch.METERS_COMMIT}"
@@ -107,7 +107,7 @@ def pinned(server, mode: str, name: str, sha256: str | None = "real") -> dict[st
     real = fetch.DATASETS[name]
     if sha256 == "real":
         sha256 = hashlib.sha256(server.files[real.files[0].name]).hexdigest()
-    remote = fetch.Remote(f"{server.url}/{mode}/{real.files[0].name}", real.files[0].name, sha256)
+    remote = download.Remote(f"{server.url}/{mode}/{real.files[0].name}", real.files[0].name, sha256)
     return {**fetch.DATASETS, name: fetch.Dataset(name, (remote,), real.install, real.licence)}
 
 
@@ -149,7 +149,7 @@ def test_mnist_fetch_installs_where_the_trainer_reads(server, use_dest):
 
 
 def test_a_corrupt_download_is_refused_deleted_and_nothing_installed(server, tmp_path):
-    with pytest.raises(fetch.FetchError, match=r"sha256 [0-9a-f]{64} is not the pinned [0-9a-f]{64}.*deleted") as exc:
+    with pytest.raises(download.FetchError, match=r"sha256 [0-9a-f]{64} is not the pinned [0-9a-f]{64}.*deleted") as exc:
         fetch.fetch("mnist", tmp_path, datasets=pinned(server, "corrupt", "mnist"), progress_stream=io.StringIO())
     assert "\n" not in str(exc.value)
     assert not (tmp_path / "mnist").exists()
@@ -158,7 +158,7 @@ def test_a_corrupt_download_is_refused_deleted_and_nothing_installed(server, tmp
 
 def test_a_truncated_download_is_kept_and_resumed_with_a_range_request(server, tmp_path):
     size = len(server.files["mnist.npz"])
-    with pytest.raises(fetch.FetchError, match="run the same command again to resume"):
+    with pytest.raises(download.FetchError, match="run the same command again to resume"):
         fetch.fetch("mnist", tmp_path, datasets=pinned(server, "truncated", "mnist"), progress_stream=io.StringIO())
     part = tmp_path / ".downloads" / "mnist.npz.part"
     assert part.stat().st_size == size // 2
@@ -172,16 +172,16 @@ def test_no_network_is_one_line_that_says_so(tmp_path):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    remote = fetch.Remote(f"http://127.0.0.1:{port}/mnist.npz", "mnist.npz", "0" * 64)
+    remote = download.Remote(f"http://127.0.0.1:{port}/mnist.npz", "mnist.npz", "0" * 64)
     table = {"mnist": fetch.Dataset("mnist", (remote,), fetch.install_mnist, "")}
-    with pytest.raises(fetch.FetchError, match=f"cannot reach 127.0.0.1:{port} .*needs the network") as exc:
+    with pytest.raises(download.FetchError, match=f"cannot reach 127.0.0.1:{port} .*needs the network") as exc:
         fetch.fetch("mnist", tmp_path, datasets=table)
     assert "\n" not in str(exc.value)
 
 
 def test_an_unpinned_file_needs_consent_and_then_says_its_sha256(server, tmp_path, caplog):
     table = pinned(server, "ok", "mnist", sha256=None)
-    with pytest.raises(fetch.FetchError, match="no pinned sha256 yet: pass --allow-unpinned"):
+    with pytest.raises(download.FetchError, match="no pinned sha256 yet: pass --allow-unpinned"):
         fetch.fetch("mnist", tmp_path, datasets=table)
     fetch.fetch("mnist", tmp_path, datasets=table, allow_unpinned=True, progress_stream=io.StringIO())
     assert hashlib.sha256(server.files["mnist.npz"]).hexdigest() in caplog.text
@@ -189,7 +189,7 @@ def test_an_unpinned_file_needs_consent_and_then_says_its_sha256(server, tmp_pat
 
 def test_progress_is_a_bar_every_tenth_when_not_a_terminal():
     out = io.StringIO()
-    bar = fetch.Progress("x.tar.gz", 1000, 0, out)
+    bar = download.Progress("x.tar.gz", 1000, 0, out)
     for _ in range(100):
         bar.update(10)
     lines = out.getvalue().splitlines()
@@ -197,17 +197,17 @@ def test_progress_is_a_bar_every_tenth_when_not_a_terminal():
 
 
 def test_meter_names_become_labels_by_the_archive_rule():
-    assert fetch.meter_row("images/collected/gas/GMT/20230604/5.8_abc.jpg") == \
+    assert meter_archive.meter_row("images/collected/gas/GMT/20230604/5.8_abc.jpg") == \
         {"digit": "5", "fraction": "0.8", "class": "6", "source": "images/collected/gas/GMT"}
-    assert fetch.meter_row("images/x/3.5_a.jpg")["class"] == "10"  # mid-roll: no clean class
-    assert fetch.meter_row("images/x/9.9_a.jpg")["class"] == "0"
-    assert fetch.meter_row("images/x/NaN_a.jpg") == {"digit": "", "fraction": "", "class": "10", "source": "images/x"}
-    assert fetch.meter_row("images/x/8.6.8_a.jpg") is None
-    assert fetch.meter_row("images/x/2.3000000000000003_a.jpg")["fraction"] == "0.3"  # a float printed unrounded
-    assert fetch.meter_row("images/x/2.35_a.jpg") is None  # not a tenth
-    assert fetch.meter_row("images/x/7.5.jpg")["digit"] == "7"  # the label is the whole name
-    assert fetch.meter_row("images/lcd/4_a.jpg")["fraction"] == "0.0"  # an LCD digit
-    assert fetch.meter_row("images/0.1_a.jpg")["source"] == "images"
+    assert meter_archive.meter_row("images/x/3.5_a.jpg")["class"] == "10"  # mid-roll: no clean class
+    assert meter_archive.meter_row("images/x/9.9_a.jpg")["class"] == "0"
+    assert meter_archive.meter_row("images/x/NaN_a.jpg") == {"digit": "", "fraction": "", "class": "10", "source": "images/x"}
+    assert meter_archive.meter_row("images/x/8.6.8_a.jpg") is None
+    assert meter_archive.meter_row("images/x/2.3000000000000003_a.jpg")["fraction"] == "0.3"  # a float printed unrounded
+    assert meter_archive.meter_row("images/x/2.35_a.jpg") is None  # not a tenth
+    assert meter_archive.meter_row("images/x/7.5.jpg")["digit"] == "7"  # the label is the whole name
+    assert meter_archive.meter_row("images/lcd/4_a.jpg")["fraction"] == "0.0"  # an LCD digit
+    assert meter_archive.meter_row("images/0.1_a.jpg")["source"] == "images"
 
 
 def test_the_cli_refuses_a_file_that_is_not_the_pinned_one(server, tmp_path):
