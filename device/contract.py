@@ -245,26 +245,35 @@ def calibrated(probs: np.ndarray, temperature: float) -> np.ndarray:
 def decode_ctc(probs: np.ndarray, temperature: float = 1.0) -> Reading:
     """One sample's ``ctc`` [steps, 11] probabilities -> Reading by greedy (best path) decoding.
 
-    A digit's confidence is its best column's probability; the reading's confidence is the product of
-    those and of the weakest blank column, so a faint extra digit lowers it as well. ``temperature``
-    is the model's calibration (see ``calibrated``).
+    The reading's confidence is the product of each digit's best column probability and of the weakest
+    blank column, so a faint extra digit lowers it as well (this is what calibration fits). A digit's own
+    confidence is its best column's margin: that probability less the strongest *other digit* in the same
+    column. A wheel caught half-way between two digits puts its mass on both, so its digit says "rolling"
+    even when the reading as a whole is likely right (docs/MODEL.md, the rolling-wheel convention).
+    ``temperature`` is the model's calibration (see ``calibrated``).
     """
     probs = calibrated(probs, temperature)
     best = probs.argmax(axis=1)
+    rival = np.sort(probs[:, :NUM_CLASSES], axis=1)
     out: list[DigitReading] = []
+    tops: list[float] = []  # each digit's best column probability, for the reading's confidence
     blank_conf = 1.0
     prev = BLANK
     for t, cls in enumerate(best):
         p = float(probs[t, cls])
         if cls == BLANK:
             blank_conf = min(blank_conf, p)
-        elif cls != prev:
-            out.append(DigitReading(str(int(cls)), p))
-        else:  # the same digit continues over several columns: keep its best column
-            out[-1] = DigitReading(out[-1].digit, max(out[-1].confidence, p))
+        else:
+            margin = p - float(rival[t, -2])  # cls is the column's best digit, so the runner-up is second
+            if cls != prev:
+                out.append(DigitReading(str(int(cls)), margin))
+                tops.append(p)
+            else:  # the same digit continues over several columns: keep its best column
+                out[-1] = DigitReading(out[-1].digit, max(out[-1].confidence, margin))
+                tops[-1] = max(tops[-1], p)
         prev = cls
-    out = out[:MAX_DIGITS]
-    confidence = blank_conf * float(np.prod([d.confidence for d in out])) if out else blank_conf
+    out, tops = out[:MAX_DIGITS], tops[:MAX_DIGITS]
+    confidence = blank_conf * float(np.prod(tops)) if out else blank_conf
     value = "".join(r.digit for r in out) or None
     return Reading(value=value, confidence=confidence, digits=out)
 

@@ -104,8 +104,20 @@ def test_decode_ctc_collapses_repeats_and_keeps_blank_separated_doubles():
     probs[2] = _onehot(1, 11, 0.99)
     r = decode_ctc(probs)
     assert r.value == "1120"
-    assert r.digits[0].confidence == pytest.approx(0.99)
+    assert r.digits[0].confidence == pytest.approx(0.99 - 0.01 / 10)  # its best column less the runner-up
     assert r.confidence == pytest.approx(0.9 * 0.99 * 0.9 ** 3)
+
+
+def test_a_digit_split_between_two_classes_says_rolling_but_the_reading_keeps_its_confidence():
+    b = contract.BLANK
+    probs = np.stack([_onehot(c, 11, 0.95) for c in [b, 4, b, 6, b]])
+    probs[3] = 0.005
+    probs[3, 6], probs[3, 7] = 0.52, 0.44  # a wheel half-way from 6 to 7
+    r = decode_ctc(probs)
+    assert r.value == "46"
+    assert r.digits[0].confidence == pytest.approx(0.95 - 0.005)
+    assert r.digits[1].confidence == pytest.approx(0.52 - 0.44)
+    assert r.confidence == pytest.approx(0.95 * 0.95 * 0.52)  # weakest blank, then each digit's best column
 
 
 def test_decode_ctc_all_blank_is_no_number():

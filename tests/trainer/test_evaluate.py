@@ -38,6 +38,9 @@ def test_scores_of_known_predictions():
     assert m["confusion"][5][6] == 1 and m["confusion"][1][1] == 1
     assert m["accuracy_at_90_coverage"] >= m["sequence_accuracy"]
     assert m["confidence_useful"]
+    assert m["below_default_gate"] == pytest.approx(0.4)
+    rolling = score(values, conf, labels, weakest_digits=[0.9, 0.2, 0.1, 0.3, 0.95])  # "789": a rolling wheel
+    assert rolling["digit_below_default_gate"] == pytest.approx(0.6)
 
 
 def test_coverage_curve_rejects_least_confident_first():
