@@ -45,7 +45,8 @@ import numpy as np  # noqa: E402
 
 from device.config import SensorConfig  # noqa: E402
 from device.contract import Reading  # noqa: E402
-from device.meter import SET_VALUE, WRAPPED, MeterStore  # noqa: E402
+from device.meter import SET_VALUE, WRAPPED  # noqa: E402
+from device.meter_store import MeterStore  # noqa: E402
 from device.smooth import Smoother  # noqa: E402
 
 log = logging.getLogger(__name__)

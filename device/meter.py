@@ -4,12 +4,9 @@ A counting meter is a row of wheels, and it moves in one way only: the lowest wh
 wheel advances only together with a roll-over of all the wheels below it (…x9 -> …(x+1)0). A misread
 wheel (1->7, 3->8, 6->8) breaks that rule, so it is caught here instead of being published:
 
-* **Fusion per wheel.** Each wheel keeps its own window of confident reads; a wheel is stable when
-  ``stable_reads`` of its last ``window`` reads agree, and a wheel that changes must have been read with
-  ``step_confidence`` on average (half-way to its next digit, a wheel is often read as that digit,
-  unsurely). A wheel without a stable digit (mid-roll: low per-digit confidence) takes its value from the
-  wheels below it and the last accepted value: the accepted digit, plus one when the wheels below have
-  rolled over since. It is never guessed.
+* **Fusion per wheel** (``device/wheels.py``). Each wheel is stable when ``stable_reads`` of its last
+  ``window`` confident reads agree, and a wheel that changes must have been read with ``step_confidence``;
+  a wheel without a stable digit (mid-roll) is inferred from the wheels below it and the accepted value.
 * **Steps.** A candidate that differs from the accepted value by at most ``max_step`` counts of the
   lowest wheel, with every higher wheel change carried by a roll-over, is accepted at once. A larger rise
   (a higher wheel advanced alone: ``carry``; the lowest wheel skipped: ``jump``) is a misread until it
@@ -17,15 +14,15 @@ wheel (1->7, 3->8, 6->8) breaks that rule, so it is caught here instead of being
   follow), then accepted flagged. A decrease or a too fast rise waits ``accept_after_s`` as before.
 * **Wrap.** With the wheel count known (``digits``, else the accepted value's length), …9999 -> …0000
   is a normal step, flagged ``wrapped``.
-* **State.** The accepted value of every sensor is kept in a small JSON file in the state directory,
-  so the first reading after a restart is checked against it; ``set_value`` sets it exactly.
+* **State.** The accepted value of every sensor is kept in a small JSON file in the state directory
+  (``device/meter_store.py``), so the first reading after a restart is checked against it; ``set_value``
+  sets it exactly.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -33,6 +30,8 @@ from pathlib import Path
 
 from device.contract import DigitReading, Reading
 from device.errors import DigitcamError
+from device.meter_store import MeterStore
+from device.wheels import Wheels, fused_reading, surely_changed
 
 log = logging.getLogger(__name__)
 
@@ -62,47 +61,6 @@ class Decision:
     flags: tuple = ()
 
 
-class MeterStore:
-    """The last accepted value of each meter sensor, in one JSON file written atomically.
-
-    A file that cannot be read is logged and treated as empty (the meters then confirm their first
-    value again); one that cannot be written is logged once and the values are kept in memory.
-    """
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._data: dict = {}
-        self._warned = False
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            self._data = data if isinstance(data, dict) else {}
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError) as exc:
-            log.warning("meter state %s is unreadable (%s); meters confirm their first value again", self.path, exc)
-
-    def get(self, name: str) -> dict | None:
-        entry = self._data.get(name)
-        if isinstance(entry, dict) and isinstance(entry.get("value"), str) and entry["value"].isdigit():
-            return entry
-        return None
-
-    def put(self, name: str, value: str, at: float, source: str) -> None:
-        self._data[name] = {"value": value, "at": round(at, 3), "source": source}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self._data, f, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            if not self._warned:
-                log.warning("cannot write meter state %s (%s); keeping it in memory", self.path, exc)
-                self._warned = True
-
-
 def attach_store(sensors, path: Path) -> None:
     """Give every meter among ``sensors`` the one store at ``path`` (kept meters already share it)."""
     meters = [s.smoother for s in sensors if isinstance(s.smoother, Meter)]
@@ -111,29 +69,6 @@ def attach_store(sensors, path: Path) -> None:
     for meter in meters:
         if meter.store is not store:
             meter.attach(store)
-
-
-class _Wheel:
-    """One wheel's recent confident digits (None where a read was missing or unsure)."""
-
-    def __init__(self, window: int):
-        self.reads: deque = deque(maxlen=window)
-
-    def stable(self, stable_reads: int) -> tuple[str, float] | None:
-        """(digit, mean confidence) read at least ``stable_reads`` times in the window; the latest wins a tie."""
-        counts: dict = {}
-        for item in self.reads:
-            if item is not None:
-                n, total = counts.get(item[0], (0, 0.0))
-                counts[item[0]] = (n + 1, total + item[1])
-        best = None
-        for item in reversed(self.reads):
-            if item is None:
-                continue
-            n, total = counts[item[0]]
-            if n >= stable_reads and (best is None or n > best[1]):
-                best = (item[0], n, total / n)
-        return None if best is None else (best[0], best[2])
 
 
 class Meter:
@@ -159,7 +94,7 @@ class Meter:
         self._accepted_at: float | None = None  # None: accepted before this start (times are monotonic)
         self._published_at = 0.0
         self._confident_at: float | None = None  # the last frame whose candidate had most wheels read
-        self._wheels: list[_Wheel] = []
+        self._wheels = Wheels(window, stable_reads, min_confidence)
         self._held: str | None = None
         self._held_since = 0.0
         self._confirm_since = 0.0
@@ -167,8 +102,6 @@ class Meter:
         self._history: deque = deque()  # (time, cumulative count) of accepted values, for the rate
         self._count = 0
         self._value_seen_at = float("-inf")  # the accepted value last confirmed by the camera
-        self._last_at: float | None = None  # time of the last reading, and the usual gap between readings
-        self._gap = 0.0
         self._raw_at: float | None = None
         self._problem_said: tuple | None = None
         if store is not None:
@@ -258,7 +191,7 @@ class Meter:
 
     def update(self, reading: Reading, now: float) -> Decision | None:
         """Record one reading; return a Decision when the published value should change (or be refreshed)."""
-        self._forget_after_a_gap(now)
+        self._wheels.forget_after_a_gap(now)
         candidate = self._fuse(reading, now)
         if candidate is None:
             return None
@@ -272,14 +205,14 @@ class Meter:
         if value == self.value:
             self._held = None  # the accepted value is back: the doubtful one was a glitch
             if self.refresh_s > 0 and now - self._published_at >= self.refresh_s and self._confident_at == now:
-                return self._decision(self._reading(value, digits, reading), (REFRESH,), now)
+                return self._decision(fused_reading(value, digits, reading), (REFRESH,), now)
             return None
         doubts = self._judge(value, now)
-        if not doubts and not self._surely_changed(value, digits):
+        if not doubts and not surely_changed(digits, self.value or value, self.step_confidence):
             return None  # a wheel half-way to its next digit, read as that digit: wait until it is sure
         if doubts:
-            return self._hold(self._reading(value, digits, reading), doubts, now)
-        return self._accept(self._reading(value, digits, reading), now, ())
+            return self._hold(fused_reading(value, digits, reading), doubts, now)
+        return self._accept(fused_reading(value, digits, reading), now, ())
 
     def set_value(self, value, now: float) -> Decision:
         """Set the accepted value exactly (a new meter, a correction): clears any hold, persists, publishes."""
@@ -288,80 +221,22 @@ class Meter:
         if self.digits and len(value) != self.digits:
             raise SetValueError(f"value {value!r} has {len(value)} digits, sensor {self.name} has {self.digits}")
         log.warning("%s: value set to %s (was %s)", self.name, value, self.value)
-        self._wheels = []  # reads of the old meter say nothing about the new one
+        self._wheels.clear()  # reads of the old meter say nothing about the new one
         self._history.clear()
         reading = Reading(value=value, confidence=1.0, digits=[DigitReading(d, 1.0) for d in value])
         return self._accept(reading, now, (SET_VALUE,), source="set_value")
 
     # ---- fusion ----------------------------------------------------------------------------------
 
-    def _forget_after_a_gap(self, now: float) -> None:
-        """Reads from before a camera outage or a pause say nothing about the wheels now: drop them."""
-        if self._last_at is not None:
-            gap = now - self._last_at
-            if self._gap == 0.0:
-                self._gap = gap  # the first gap: how often frames come
-            elif gap > max(5.0 * self._gap, 2.0):
-                self._wheels = []
-            else:
-                self._gap = 0.9 * self._gap + 0.1 * gap
-        self._last_at = now
-
-    def _width(self, reading: Reading) -> int | None:
-        if self.digits:
-            return self.digits
-        if self.value is not None:
-            return len(self.value)
-        return len(reading.digits) if reading.value else (len(self._wheels) or None)
-
     def _fuse(self, reading: Reading, now: float) -> tuple[str, list, int] | None:
-        """(value, [(digit, confidence or None)], wheels read) of this frame's candidate from the wheels'
-        windows, or None while one cannot be formed."""
-        width = self._width(reading)
+        """This frame's candidate from the wheels (``Wheels.fuse``), or None while one cannot be formed."""
+        width = self._wheels.width(reading, self.digits, self.value)
         if width is None:
             return None
-        if self._wheels and len(self._wheels) != width and not (self.digits or self.value):
-            if any(any(w.reads) for w in self._wheels):
-                width = len(self._wheels)  # a misread of another length; the wheels seen so far stay
-        if len(self._wheels) != width:
-            self._wheels = [_Wheel(self.window) for _ in range(width)]
-        usable = reading.value is not None and len(reading.digits) == width and len(reading.value) == width
-        for i, wheel in enumerate(self._wheels):
-            d = reading.digits[i] if usable else None
-            wheel.reads.append((d.digit, float(d.confidence)) if d is not None and d.confidence >= self.min_confidence
-                               else None)
         # An unsure wheel is inferred only from an accepted value the camera confirmed lately: not from one
         # stored before a restart, left behind by an outage or by a held value that has moved on.
         current = self.value is not None and len(self.value) == width and now - self._value_seen_at <= self.confirm_s
-        accepted = self.value if current else None
-        out: list = [None] * width
-        seen = 0
-        for i in range(width - 1, -1, -1):  # lowest wheel first: an unsure wheel needs the ones below it
-            stable = self._wheels[i].stable(self.stable_reads)
-            if stable is None:
-                if accepted is None:
-                    return None
-                below = "".join(d for d, _ in out[i + 1:])
-                carry = below < accepted[i + 1:]  # the wheels below rolled over since the accepted value
-                stable = (str((int(accepted[i]) + carry) % 10), None)
-            else:
-                seen += 1
-            out[i] = stable
-        return "".join(d for d, _ in out), out, seen
-
-    def _surely_changed(self, value: str, fused: list) -> bool:
-        """Whether every wheel read as changed from the accepted value was read with ``step_confidence``
-        on average (a wheel inferred by carry counts as sure: the wheels below it were)."""
-        return all(conf is None or conf >= self.step_confidence
-                   for (d, conf), old in zip(fused, self.value or value) if d != old)
-
-    def _reading(self, value: str, fused: list, reading: Reading) -> Reading:
-        """The published Reading: fused digits; a wheel inferred from the others keeps this frame's confidence."""
-        raw = reading.digits if len(reading.digits) == len(fused) else [None] * len(fused)
-        digits = [DigitReading(d, conf if conf is not None else (float(r.confidence) if r is not None else 0.0))
-                  for (d, conf), r in zip(fused, raw)]
-        confidence = min(d.confidence for d in digits) if digits else 0.0
-        return Reading(value=value, confidence=confidence, digits=digits, box=reading.box)
+        return self._wheels.fuse(reading, width, bool(self.digits or self.value), self.value if current else None)
 
     # ---- plausibility --------------------------------------------------------------------------------
 

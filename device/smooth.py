@@ -18,7 +18,8 @@ import logging
 from collections import deque
 
 from device.contract import Reading
-from device.meter import ACCEPTED_AFTER_HOLD, DECREASED, RATE_EXCEEDED, Decision, Meter, MeterStore
+from device.meter import ACCEPTED_AFTER_HOLD, DECREASED, RATE_EXCEEDED, Decision, Meter
+from device.meter_store import MeterStore
 
 log = logging.getLogger(__name__)
 
