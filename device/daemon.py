@@ -11,14 +11,24 @@ import logging
 import signal
 import sys
 
+import numpy as np
+
 from device.build import Reloader, build_parts, build_publisher
 from device.config import describe, load_config
 from device.notify import Notifier
+from device.runtime import platform_info, platform_line
 from device.sensormodels import SensorReaders
 from device.service import Service
 from device.sources import Backoff
 
 log = logging.getLogger("device.service")  # one logger for the daemon's lines (docs/OPERATIONS.md)
+
+
+def startup_line(recognizer) -> str:
+    """What the daemon runs on, after one read of a blank crop (the runtimes apply their delegate at the first
+    invoke, so only then can ``runtime_info`` tell XNNPACK from the built-in kernels)."""
+    recognizer.read([np.full((32, 128, 3), 255, np.uint8)])
+    return platform_line(platform_info(), recognizer.runtime_info())
 
 
 def build_service(cfg, printer=None, notifier: Notifier | None = None, source=None):
@@ -27,6 +37,7 @@ def build_service(cfg, printer=None, notifier: Notifier | None = None, source=No
     Returns ``(service, publisher)``; the publisher is None without an ``[mqtt] host`` and is not started.
     """
     parts = build_parts(cfg, source=source)
+    log.info("platform and runtime: %s", startup_line(parts.recognizer))
     publisher = build_publisher(cfg, parts.discovery)
     service = Service(parts.source, parts.recognizer, parts.sensors, publisher, locator=parts.locator,
                       notifier=notifier if notifier is not None else Notifier(), printer=printer,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from device.errors import ModelError
-from device.runtime import build_interpreter
+from device.runtime import build_interpreter, runtime_info
 
 
 def dequantize(value: np.ndarray, details: dict) -> np.ndarray:
@@ -40,6 +40,7 @@ class TFLiteModel:
         """Build the interpreter and its signature runner (``prefer`` if the model has it, else the first);
         returns the input details by name. A model without a signature is a ModelError saying ``no_signature``."""
         self.interpreter, self.runtime = build_interpreter(model_path, threads=threads, prefer=runtime)
+        self.threads = threads
         signatures = self.interpreter.get_signature_list()
         if not signatures:
             raise ModelError(no_signature)
@@ -47,6 +48,10 @@ class TFLiteModel:
         self._runner = self.interpreter.get_signature_runner(key)
         self._output_details = self._runner.get_output_details()
         return self._runner.get_input_details()
+
+    def runtime_info(self) -> dict:
+        """The runtime this model runs on: package, version, delegate, threads (``device.runtime.runtime_info``)."""
+        return runtime_info(self.interpreter, self.runtime, self.threads)
 
     def _run(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """One invoke on the uint8 input -> every named output, dequantized to float32."""

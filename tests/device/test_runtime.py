@@ -5,6 +5,7 @@ tflite-runtime 2.14 and numpy<2, the pairing a 32-bit Raspberry Pi OS needs. No 
 """
 
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -84,3 +85,55 @@ def test_truncated_model_with_a_matching_manifest_cannot_be_loaded(tmp_path):
     with pytest.raises(ModelError, match="cannot be loaded") as exc:
         Recognizer(bad, runtime=RUNTIME)
     assert "\n" not in str(exc.value)
+
+
+def test_the_daemon_logs_the_platform_and_runtime_it_chose(tmp_path):
+    """A real daemon start: the line names this machine and what was chosen (runtime, version, delegate, threads)."""
+    import platform
+    from importlib import metadata
+
+    from device.runtime import PACKAGES
+    from tests.support import REPO, run_cli, write_config
+
+    config = write_config(tmp_path, MODEL, REPO / "samples" / "meter")
+    config.write_text(config.read_text().replace("[device]\n", f'[device]\nruntime = "{RUNTIME}"\n', 1))
+    done = run_cli("run", "--config", config, "--max-frames", "1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    package = PACKAGES[RUNTIME]
+    delegate = "XNNPACK" if RUNTIME == "litert" else "built-in kernels"  # tflite-runtime 2.14: int8 on its own kernels
+    line = next((s for s in done.stderr.splitlines() if "platform and runtime: " in s), done.stderr[-2000:])
+    assert line.split("platform and runtime: ", 1)[1].startswith(f"{platform.machine()}, "), line
+    assert line.endswith(f", Python {platform.python_version()}, {package} {metadata.version(package)}, {delegate}, 1 thread"), line
+
+
+def test_the_platform_line_says_when_python_is_32_bit_on_a_64_bit_kernel():
+    from device.runtime import platform_line
+
+    plat = {"machine": "aarch64", "python_bits": 32, "os": "Raspbian GNU/Linux 12 (bookworm)", "python": "3.11.2"}
+    runtime = {"name": "tflite-runtime", "version": "2.14.0", "delegate": "built-in kernels", "threads": 2}
+    assert platform_line(plat, runtime) == ("aarch64 (32-bit Python), Raspbian GNU/Linux 12 (bookworm), Python 3.11.2, "
+                                            "tflite-runtime 2.14.0, built-in kernels, 2 threads")
+    assert platform_line({**plat, "machine": "armv7l"}, runtime).startswith("armv7l, Raspbian")
+
+
+@pytest.mark.parametrize("machine, bits, fix", [
+    ("armv7l", 32, "sudo apt install python3-numpy python3-opencv, then in a venv made with --system-site-packages: "
+                   "pip install tflite-runtime==2.14.0"),
+    ("aarch64", 32, "sudo apt install python3-numpy python3-opencv"),  # 32-bit Pi OS on a Pi 4/5's 64-bit kernel
+    ("armv8l", 32, "pip install tflite-runtime==2.14.0"),
+    ("aarch64", 64, "on aarch64: pip install ai-edge-litert"),
+    ("x86_64", 64, "on x86_64: pip install ai-edge-litert"),
+    ("armv6l", 32, "armv6l (Pi 1, Zero, Zero W) has no TFLite runtime on PyPI"),
+])
+def test_without_a_runtime_the_error_names_the_fix_for_the_machine(monkeypatch, machine, bits, fix):
+    from device.runtime import interpreter_class
+
+    for module in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter"):
+        monkeypatch.setitem(sys.modules, module, None)  # None in sys.modules: the import raises ImportError
+    with pytest.raises(ModelError) as exc:
+        interpreter_class("auto", machine=machine, bits=bits)
+    message = str(exc.value)
+    assert fix in message and "\n" not in message, message
+    assert message.startswith("no TFLite runtime (litert: "), message
+    if "ai-edge-litert" in fix:
+        assert "apt" not in message and "tflite-runtime==" not in message
