@@ -118,7 +118,7 @@ def measure_in_tflite_venv(model: Path, threads: int, runs: int, locator) -> dic
         log.warning("%s missing (scripts/setup.sh --dev makes it): tflite-runtime rows left out", TFLITE_VENV_PYTHON)
         return None
     command = [str(TFLITE_VENV_PYTHON), "-m", "device.benchmark", "--model", str(model), "--runtime",
-               "tflite-runtime", "--threads", str(threads), "--runs", str(runs), "--json",
+               "tflite-runtime", "--threads", str(threads), "--runs", str(runs), "--row",
                "--locator", str(locator.model_path) if locator else ""]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -5,8 +5,11 @@ itself, without TensorFlow or data sets. It times the real call path: ``Recogniz
 (prepare + invoke + decode) and, when a locator is installed, ``Locator.find`` + ``read`` on a 640x480
 frame. Inputs are synthetic (a number drawn with OpenCV): latency depends on sizes, not on the digits.
 
-``bench/latency.py`` reuses ``measure`` for its tables and runs this module as a subprocess in the
-tflite-runtime venv: ``python -m device.benchmark --runtime tflite-runtime --json``.
+``--json`` prints what a Pi owner should send back (``report``): the model (name, version, sha256), the
+platform (machine, Python's bitness, OS, Python, CPU, board), the runtime (package, version, delegate,
+threads) and the ms per crop and per frame. ``bench/latency.py`` reuses ``measure`` for its tables and runs
+this module as a subprocess in the tflite-runtime venv for its flat row:
+``python -m device.benchmark --runtime tflite-runtime --row``.
 """
 
 from __future__ import annotations
@@ -14,10 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import cv2
@@ -27,6 +29,7 @@ from device import locate
 from device.bundled import default_model
 from device.reader import FrameReader
 from device.recognize import Recognizer
+from device.runtime import platform_info
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,7 @@ def measure_reader(recognizer, runs: int = 300, locator=None) -> dict:
         result["locator"] = str(locator.model_path)
         result["locator_macs"] = locator.manifest.get("macs")
         result["locator_found"] = locator.find(frame) is not None
+        result["locator_id"] = {key: locator.manifest.get(key) for key in ("name", "version", "sha256")}
     return result
 
 
@@ -121,20 +125,33 @@ def measure(model, threads: int = 1, runtime: str = "auto", runs: int = 300, loc
         "macs": recognizer.manifest.data.get("macs"),
         "size_bytes": Path(model).stat().st_size,
         **measure_reader(recognizer, runs, locator),
+        "model_id": {"name": recognizer.manifest.name, "version": recognizer.manifest.version,
+                     "sha256": recognizer.manifest.sha256},
+        "runtime_info": recognizer.runtime_info(),  # after the reads, which apply the delegate
     }
+
+
+def report(row: dict) -> dict:
+    """``digitcam bench --json``: one ``measure`` row as a Pi owner should send it back."""
+    try:
+        version = metadata.version("digitcam")
+    except metadata.PackageNotFoundError:
+        version = "?"
+    locator = None
+    if "frame" in row:
+        locator = {**row["locator_id"], "file": Path(row["locator"]).name, "macs": row["locator_macs"],
+                   "found_the_plate": row["locator_found"]}
+    return {"digitcam": version,
+            "model": {**row["model_id"], "file": Path(row["model"]).name, "macs": row["macs"],
+                      "size_bytes": row["size_bytes"]},
+            "locator": locator, "platform": platform_info(), "runtime": row["runtime_info"],
+            "ms_per_crop": row["crop"], "ms_per_frame": row.get("frame")}
 
 
 def machine() -> str:
     """CPU model and core count, for the header of every table."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    plat = platform_info()
+    return f"{plat['cpu']}, {plat['cores']} cores, Python {plat['python']}"
 
 
 def print_table(result: dict) -> None:
@@ -160,8 +177,11 @@ def main(args) -> int:
     model = getattr(args, "model", None) or default_model()
     result = measure(model, threads=args.threads, runtime=getattr(args, "runtime", "auto"), runs=args.runs,
                      locator_path=getattr(args, "locator", None))
-    if getattr(args, "json", False):
+    if getattr(args, "row", False):
         print(json.dumps(result))
+        return 0
+    if getattr(args, "json", False):
+        print(json.dumps(report(result)))
         return 0
     print_table(result)
     print(summary_line(result))

@@ -274,7 +274,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", default="auto", choices=["auto", "litert", "tflite-runtime"])
     parser.add_argument("--locator", default=None,
                         help="locator .tflite for the per-frame figure (default: the bundled one; '' for none)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object instead of the table: model, platform, runtime, ms per crop "
+                             "and per frame (what to send back from a Pi)")
+    parser.add_argument("--row", action="store_true", help="print the flat measurement row (bench/latency.py)")
 
 
 def main(argv=None) -> int:
