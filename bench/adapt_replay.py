@@ -159,13 +159,13 @@ def main(argv=None) -> int:
     from device.bundled import default_model
     from device.errors import DigitcamError
     from device.recognize import Recognizer
-    from trainer import adapt, meters
+    from trainer import adapt, adapt_inputs, meters
     from trainer.train import validation_sets
 
     base_path = args.model or Path(default_model())
     base = Recognizer(base_path)
-    net, manifest, _ = adapt.base_model(base_path, args.weights)
-    val = validation_sets(adapt.train_config(manifest, net, args.cache, 1, args.seed))  # once for all groups
+    net, manifest, _ = adapt_inputs.base_model(base_path, args.weights)
+    val = validation_sets(adapt_inputs.train_config(manifest, net, args.cache, 1, args.seed))  # once for all groups
     folder, groups = mr.group_rows(args.split, meters)
     read_image = (lambda path: meters.read_crop(meters.MeterCrop(path, "0", "", False)))
     scale = 0.1 if args.quick else 1.0
