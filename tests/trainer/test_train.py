@@ -44,7 +44,7 @@ def test_unknown_keys_and_bad_types_are_named(tmp_path):
 def test_every_committed_config_loads():
     from tests.conftest import REPO
 
-    configs = sorted((REPO / "configs").glob("*.toml"))
+    configs = sorted((REPO / "configs").rglob("*.toml"))
     assert configs
     for path in configs:
         assert load_config(path).name
