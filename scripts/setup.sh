@@ -5,12 +5,19 @@
 #                             and .venv-tflite (tflite-runtime + numpy<2) for the fallback-runtime test
 # On 32-bit armv7 (armv7l) PyPI has no numpy or OpenCV wheels: they come from apt (python3-numpy,
 # python3-opencv) into a venv with --system-site-packages, and tflite-runtime 2.14 is the runtime.
+# 32-bit Raspberry Pi OS on a Pi 4/5 boots a 64-bit kernel: `uname -m` says aarch64 to its armhf userland,
+# and pip would resolve the wheel's markers for aarch64 (ai-edge-litert, opencv-python-headless: no 32-bit
+# wheels). There the package goes in with --no-deps and scripts/device_requirements.py armv7l beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV=0
 [ "${1:-}" = "--dev" ] && DEV=1
 PY=${PYTHON:-python3}
 MACHINE=$(uname -m)
+KERNEL=$MACHINE
+if [ "$MACHINE" = aarch64 ] && [ "$(dpkg --print-architecture 2>/dev/null || true)" = armhf ]; then
+  MACHINE=armv7l  # what the userland is
+fi
 VENV_OPTS=()
 SUDO=""
 [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
@@ -57,6 +64,11 @@ if [ $DEV -eq 1 ]; then
   fi
   .venv-tflite/bin/pip install -q 'numpy<2' 'tflite-runtime==2.14.*' 'opencv-python-headless<4.11' 'paho-mqtt>=2' pytest pytest-timeout
   .venv-tflite/bin/pip install -q --no-deps -e .
+elif [ "$MACHINE" != "$KERNEL" ]; then
+  echo "setup: 32-bit userland on a 64-bit $KERNEL kernel: installing the armv7l requirements"
+  .venv/bin/pip install -q --no-deps -e .
+  mapfile -t REQUIREMENTS < <(.venv/bin/python scripts/device_requirements.py armv7l)
+  .venv/bin/pip install -q "${REQUIREMENTS[@]}"
 else
   .venv/bin/pip install -q -e '.[device]'
 fi

@@ -28,11 +28,13 @@ fi
 """
 
 
-def run_setup(tmp_path: Path, machine: str, *args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+def run_setup(tmp_path: Path, machine: str, *args: str, userland: str = "") -> tuple[subprocess.CompletedProcess, list[str]]:
+    """``userland``: what ``dpkg --print-architecture`` says (nothing: dpkg knows no packages at all)."""
     root, bin_dir, log = tmp_path / "clone", tmp_path / "bin", tmp_path / "calls.log"
     shutil.copytree(REPO / "scripts", root / "scripts")
     bin_dir.mkdir()
-    fakes = {"uname": f"#!/bin/sh\necho {machine}\n", "dpkg": "#!/bin/sh\nexit 1\n",
+    dpkg = f'#!/bin/sh\n[ "$1" = --print-architecture ] && [ -n "{userland}" ] && echo {userland} && exit 0\nexit 1\n'
+    fakes = {"uname": f"#!/bin/sh\necho {machine}\n", "dpkg": dpkg,
              "apt-get": RECORDER.format(log=log), "python3": FAKE_PYTHON.format(log=log)}
     for name, text in fakes.items():
         (bin_dir / name).write_text(text)
@@ -67,3 +69,27 @@ def test_dev_setup_on_armv7l_says_why_it_cannot(tmp_path):
     assert done.stderr.strip() == ("setup: --dev needs TensorFlow, which has no 32-bit armv7 (armv7l) wheels: "
                                    "develop on x86-64 or aarch64")
     assert calls == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0 and shutil.which("sudo") is not None, reason="setup.sh would call sudo")
+def test_32_bit_pi_os_on_a_64_bit_kernel_installs_the_armv7l_requirements(tmp_path):
+    """A Pi 4/5 on 32-bit Raspberry Pi OS: uname says aarch64, dpkg says armhf; pip must not see the aarch64 markers."""
+    done, calls = run_setup(tmp_path, "aarch64", userland="armhf")
+    assert done.returncode == 0, done.stderr
+    assert any("python3-numpy python3-opencv" in c for c in calls if c.startswith("apt-get")), calls
+    assert "python3 -m venv --system-site-packages .venv" in calls
+    assert "venv-pip install -q --no-deps -e ." in calls
+    assert "venv-python scripts/device_requirements.py armv7l" in calls
+    assert "venv-pip install -q -e .[device]" not in calls
+
+
+def test_the_armv7l_requirements_are_the_extras_armv7l_markers():
+    import sys
+
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "device_requirements.py"), "armv7l"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["numpy", "tflite-runtime==2.14.*", "numpy<2", "paho-mqtt>=2.0"]
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "device_requirements.py"), "aarch64"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["numpy", "ai-edge-litert", "opencv-python-headless", "paho-mqtt>=2.0"]
