@@ -101,13 +101,20 @@ class Deployment:
             "ansible_become": False,
         }
 
-    def run(self, *args: str, **overrides) -> PlaybookRun:
+    def run(self, *args: str, env: dict | None = None, **overrides) -> PlaybookRun:
+        """``ansible-playbook`` with the device's vars and ``overrides``; ``env`` adds environment variables."""
         extra = self.tmp / "vars.json"
         extra.write_text(json.dumps({**self.vars, **overrides}))
         proc = subprocess.run(
             [require_tool("ansible-playbook"), "-i", str(self.inventory), str(PLAYBOOK), "-e", f"@{extra}", *args],
-            capture_output=True, text=True, env=ansible_env(self.tmp), timeout=300)
+            capture_output=True, text=True, env={**ansible_env(self.tmp), **(env or {})}, timeout=300)
         return PlaybookRun(proc.returncode, proc.stdout + proc.stderr)
+
+    def assert_rerun_changes_nothing(self) -> None:
+        """The same play again, on the device as the last run left it: it succeeds and changes nothing."""
+        again = self.run()
+        assert again.returncode == 0, again.output[-4000:]
+        assert again.recap["changed"] == 0, again.output[-4000:]
 
     def path(self, device_path: str) -> Path:
         return self.root / device_path.lstrip("/")

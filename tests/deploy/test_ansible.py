@@ -82,9 +82,7 @@ def test_installed_digitcam_accepts_the_rendered_config(deployed):
 
 
 def test_second_run_changes_nothing(deployed):
-    second = deployed.run()
-    assert second.returncode == 0, second.output[-4000:]
-    assert second.recap["changed"] == 0, second.output[-4000:]
+    deployed.assert_rerun_changes_nothing()
 
 
 def test_check_diff_shows_config_and_model_changes_without_making_them(deployed, tmp_path):
