@@ -30,9 +30,9 @@ fail() { echo "pi-check $ARCH: FAILED: $*" >&2; exit 1; }
 
 case "$ARCH" in
   arm64) QEMU=qemu-aarch64-static; CPU=${QEMU_CPU:-cortex-a72}; TRIPLET=aarch64-linux-gnu
-         EXTRA_DEBS="python3-pil"; BOX_PX=0; CONFIDENCE=0.004; RUNTIME=litert ;;
+         EXTRA_DEBS="python3-pil"; BOX_PX=0; CONFIDENCE=0.004; RUNTIME=litert PACKAGE=ai-edge-litert ;;
   armhf) QEMU=qemu-arm-static; CPU=${QEMU_CPU:-cortex-a15}; TRIPLET=arm-linux-gnueabihf
-         EXTRA_DEBS="python3-pil,python3-numpy,python3-opencv"; BOX_PX=2; CONFIDENCE=0.004; RUNTIME=tflite-runtime ;;
+         EXTRA_DEBS="python3-pil,python3-numpy,python3-opencv"; BOX_PX=2; CONFIDENCE=0.004; RUNTIME=tflite-runtime PACKAGE=tflite-runtime ;;
   *) echo "usage: scripts/pi-check.sh [arm64|armhf] [--reads-only]" >&2; exit 2 ;;
 esac
 # What is compared: the reading itself. The locator's runner-up candidates are not: int8 kernels are not
@@ -128,6 +128,12 @@ run_reads() {  # $1: python, $2: output prefix; a command that fails is recorded
 run_reads "$REF_PY" x86
 DIGITCAM_RUNTIME=$RUNTIME run_reads "$PY" "$ARCH"
 grep -q "on $RUNTIME" "$OUT/$ARCH.read.err" || fail "the emulated reader did not use $RUNTIME: $(head -1 "$OUT/$ARCH.read.err")"
+# the emulated daemon's own account of what it runs on: this machine and the runtime's pip package
+started=$(sed -n '/platform and runtime: /{s/.*platform and runtime: //p;q}' "$OUT/$ARCH.demo.err" || true)
+case "$started" in
+  "$machine, "*", $PACKAGE "*) ;;
+  *) echo "pi-check $ARCH: the emulated daemon did not log '$machine, ..., $PACKAGE ...': '${started:-no line}'" >>"$OUT/failed" ;;
+esac
 bad=0
 for part in read crops demo; do
   python3 "$REPO/scripts/pi_compare.py" "$OUT/x86.$part.jsonl" "$OUT/$ARCH.$part.jsonl" --box-px $BOX_PX \
@@ -167,4 +173,4 @@ took=$(( $(date +%s) - START ))
 if [ $bad -ne 0 ]; then
   fail "readings or tests differ from x86 on emulated $machine ($CPU): see above and $OUT; $tests; ${took}s"
 fi
-say "ok: $readings readings identical to x86 (boxes within $BOX_PX px, confidence within $CONFIDENCE); $tests; ${took}s"
+say "ok: $readings readings identical to x86 (boxes within $BOX_PX px, confidence within $CONFIDENCE); daemon on $started; $tests; ${took}s"
