@@ -28,8 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from device.boxes import whole_frame  # noqa: E402
 from device.bundled import default_model  # noqa: E402
-from device.locate import REPO_LOCATOR, Locator, decode_heatmap, fit_frame, whole_frame  # noqa: E402
+from device.heatmap import decode_heatmap, fit_frame  # noqa: E402
+from device.locate import REPO_LOCATOR, Locator  # noqa: E402
 from device.reader import FrameReader  # noqa: E402
 from device.recognize import Recognizer  # noqa: E402
 

@@ -348,7 +348,7 @@ class CropCollection:
         box = view_box or reading.box
         if box is None:
             return
-        from device.locate import crop as cut
+        from device.boxes import crop as cut
 
         value = getattr(sensor.smoother, "value", None)
         ready = collector.observe(frame_no, self.clock(), reading, value, decision,

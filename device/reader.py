@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from device import locate
+from device.boxes import Box, clip_box, crop, whole_frame
 from device.choose import choose
 from device.contract import Reading
+from device.locate import Candidate
 from device.smooth import Smoother
-
-Box = locate.Box
+from device.tracker import BoxTracker
 
 
 def no_number() -> Reading:
@@ -38,7 +38,7 @@ class Sensor:
     config: object
     smoother: Smoother
     last: Reading | None = None
-    tracker: locate.BoxTracker = field(default_factory=locate.BoxTracker)
+    tracker: BoxTracker = field(default_factory=BoxTracker)
     searched_at: int | None = None  # frame number of the last locator search
     view: int | None = None  # the locator view that won the last search's vote, read until the next search
 
@@ -60,7 +60,7 @@ def build_sensors(configs, previous=()) -> list[Sensor]:
 def fixed_box(cfg, frame: np.ndarray) -> Box:
     """The configured ROI clipped to the frame, or the whole frame; an ROI outside it is an error."""
     if not cfg.roi:
-        return locate.whole_frame(frame)
+        return whole_frame(frame)
     h, w = frame.shape[:2]
     x, y, bw, bh = cfg.roi
     x1, y1 = min(x + bw, w), min(y + bh, h)
@@ -92,7 +92,7 @@ class FrameReader:
 
     def find(self, frame: np.ndarray) -> Box | None:
         """The crop box of the number: the locator's (None: no number), or the whole frame without one."""
-        return locate.whole_frame(frame) if self.locator is None else self.locator.find(frame)
+        return whole_frame(frame) if self.locator is None else self.locator.find(frame)
 
     def read_box(self, frame: np.ndarray, box: Box) -> tuple[Reading, float]:
         """The number in ``box`` read through all the locator's views: (voted Reading with its box, ms)."""
@@ -111,14 +111,14 @@ class FrameReader:
         the frame; one wholly outside it is a ValueError.
         """
         if roi is not None:
-            roi = locate.clip_box(roi, frame.shape)
+            roi = clip_box(roi, frame.shape)
             if roi is None:
                 raise ValueError(f"the roi lies outside the {frame.shape[1]}x{frame.shape[0]} image")
         if self.locator is None:
-            return self._choose(frame, [locate.Candidate(roi or locate.whole_frame(frame), 1.0)])
+            return self._choose(frame, [Candidate(roi or whole_frame(frame), 1.0)])
         return self._choose(frame, self.locator.candidates(frame, roi))
 
-    def _choose(self, frame: np.ndarray, candidates: list[locate.Candidate]) -> Found:
+    def _choose(self, frame: np.ndarray, candidates: list[Candidate]) -> Found:
         """All candidates in one recognizer call, the strongest through every view, the others through the
         box alone (val: the same right-number rate, 61.5 vs 62.0 % on cluttered scenes, with 5 crops a
         cluttered frame instead of 10); then ``device.choose``."""
@@ -178,7 +178,7 @@ class FrameReader:
         if not track:  # on demand: the tracked box as it is, else one unrecorded search
             box = sensor.tracker.box
             box = box if box is not None else self.search(frame, roi)
-            return None if box is None else locate.clip_box(box, frame.shape)
+            return None if box is None else clip_box(box, frame.shape)
         # searched every ``locate_every`` frames and tracked so the crop does not jump: a meter or a house
         # number does not move between frames, and the search costs more than the read
         if sensor.searched_at is None or frame_no - sensor.searched_at >= cfg.locate_every:
@@ -186,7 +186,7 @@ class FrameReader:
             found = self.search(frame, roi)
             sensor.tracker.update(None if found is None else tuple(int(v) for v in found))
         box = sensor.tracker.box
-        return None if box is None else locate.clip_box(box, frame.shape)
+        return None if box is None else clip_box(box, frame.shape)
 
     def _sensor_views(self, sensor: Sensor, box: Box, frame_shape, frame_no: int) -> list[Box]:
         """All the locator's views on a search frame (or before any vote), else only the one that won."""
@@ -204,6 +204,6 @@ class FrameReader:
 
     def _read(self, frame: np.ndarray, jobs) -> tuple[list[Reading], list[int], float]:
         """``[(box, its views), ...]`` -> (a voted Reading per box, carrying the box; the winning views; ms)."""
-        found, picks, ms = self.recognizer.read_views([[locate.crop(frame, v) for v in views] for _, views in jobs])
+        found, picks, ms = self.recognizer.read_views([[crop(frame, v) for v in views] for _, views in jobs])
         readings = [replace(reading, box=tuple(int(v) for v in box)) for reading, (box, _) in zip(found, jobs)]
         return readings, picks, ms

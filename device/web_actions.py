@@ -52,7 +52,7 @@ class ServiceActions:
         import cv2
 
         from device.contract import prepare_crop
-        from device.locate import crop
+        from device.boxes import crop
 
         roi = check_roi(roi, self.state.frame_size())
         self._sensor(name)

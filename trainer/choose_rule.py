@@ -6,7 +6,7 @@
 Each scene is located once with a low candidate floor and many candidates, every candidate is read
 through the locator's views (as ``FrameReader.read_candidates`` does), and the rules, floors and
 candidate counts are then compared on those readings without reading again: the candidates for a
-higher floor or a smaller k are a prefix of these (``device.locate.decode_candidates`` seeds in order
+higher floor or a smaller k are a prefix of these (``device.heatmap.decode_candidates`` seeds in order
 of heat, and a candidate depends only on the ones before it). Two scene sets: today's held-out scenes
 and the cluttered ones (``trainer.cluttered``), each reported apart, with the single-box decoder
 (``Locator.find`` + read, what ``digitcam read`` did before candidates) in the same run.
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from device.boxes import box_iou
 from device.choose import DEFAULT_RULE, Rule, choose
-from device.locate import Locator, box_iou
+from device.locate import Locator
 from device.reader import FrameReader
 
 VAL_SEED, TEST_SEED = 1001, 2002

@@ -15,11 +15,13 @@ import cv2
 import numpy as np
 import pytest
 
+from device.boxes import box_iou
 from device.choose import DEFAULT_RULE, Rule, choose
 from device.cli import roi_arg
 from device.contract import Reading
 from device.images import decode_image, decode_reduced, jpeg_size
-from device.locate import REPO_LOCATOR, STRIDE, Locator, box_iou, decode_candidates, decode_heatmap
+from device.heatmap import STRIDE, decode_candidates, decode_heatmap
+from device.locate import REPO_LOCATOR, Locator
 from device.oneshot import read_image
 from device.reader import FrameReader
 from device.recognize import Recognizer

@@ -13,24 +13,14 @@ import shutil
 import numpy as np
 import pytest
 
+from device.boxes import box_iou, clip_box, expand, parse_views, view_boxes
 from device.contract import Reading
 from device.errors import ModelError
-from device.locate import (
-    REPO_LOCATOR,
-    STRIDE,
-    BoxTracker,
-    Locator,
-    box_iou,
-    clip_box,
-    decode_heatmap,
-    default_locator,
-    expand,
-    fit_frame,
-    parse_views,
-    view_boxes,
-)
+from device.heatmap import STRIDE, decode_heatmap, fit_frame
+from device.locate import REPO_LOCATOR, Locator, default_locator
 from device.reader import FrameReader
 from device.recognize import vote
+from device.tracker import BoxTracker
 
 needs_model = pytest.mark.skipif(not REPO_LOCATOR.is_file(), reason="models/locator.tflite is not committed yet")
 

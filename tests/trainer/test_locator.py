@@ -11,7 +11,8 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from device.locate import Locator, decode_heatmap  # noqa: E402
+from device.heatmap import decode_heatmap  # noqa: E402
+from device.locate import Locator  # noqa: E402
 from trainer.locator.examples import scene_example, zoom_window  # noqa: E402
 from trainer.locator.export import export  # noqa: E402
 from trainer.locator.model import build_locator, grid_shape  # noqa: E402

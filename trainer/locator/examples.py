@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.locate import fit_frame
+from device.heatmap import fit_frame
 
 log = logging.getLogger(__name__)
 

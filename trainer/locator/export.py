@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device.locate import BOX_UNIT, LOCATOR_KIND, LOCATOR_PREPROCESS, STRIDE
+from device.heatmap import BOX_UNIT, STRIDE
+from device.locate import LOCATOR_KIND, LOCATOR_PREPROCESS
 from trainer.locator.examples import ZOOM_RATE, load_scene_files, make_scene_set
 from trainer.locator.targets import training_dataset
 from trainer.runs import read_state

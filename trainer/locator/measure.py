@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device.locate import STRIDE, crop
+from device.boxes import crop
+from device.heatmap import STRIDE
 from device.reader import FrameReader
 
 VAL_SEED, TEST_SEED = 1001, 2002
@@ -45,7 +46,9 @@ def measure(model_path: Path, scenes, recognizer=None, thresholds=(0.3, 0.5, 0.6
     IoU is measured with the threshold at 0 (every scene gets a box); the threshold sweep then says which
     scenes a threshold would have dropped. End to end uses the manifest's threshold, refine and margins.
     """
-    from device.locate import Locator, box_iou, decode_heatmap
+    from device.boxes import box_iou
+    from device.heatmap import decode_heatmap
+    from device.locate import Locator
 
     chosen = Locator(model_path)
     one = Locator(model_path, threshold=0.0, refine=False)
@@ -91,7 +94,7 @@ def measure(model_path: Path, scenes, recognizer=None, thresholds=(0.3, 0.5, 0.6
 
 def end_to_end(locator, recognizer, scenes, boxes, peaks, margins) -> dict:
     """Sequence accuracy of locate + read for each crop margin, and of reading the true box (the ceiling)."""
-    from device.locate import expand
+    from device.boxes import expand
 
     has = np.asarray([box is not None for _, _, box in scenes])
     truth_hits = 0

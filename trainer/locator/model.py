@@ -1,12 +1,12 @@
 """The locator network: a tiny fully-convolutional detector for the one number in a frame.
 
-It takes a letterboxed grey frame (``device.locate.fit_frame``; a float tensor holding raw 0..255
+It takes a letterboxed grey frame (``device.heatmap.fit_frame``; a float tensor holding raw 0..255
 pixels ``[B, H, W, 1]``, rescaled inside so the int8 model eats camera bytes) and predicts, for each
 cell of a grid at ``STRIDE`` input pixels:
 
 * ``heatmap`` ``[B, H/4, W/4, 1]``: the probability that the cell's centre lies on the number;
 * ``box`` ``[B, H/4, W/4, 4]``: the distances from the cell's centre to the number's left, top, right
-  and bottom edges, in units of ``device.locate.BOX_UNIT`` input pixels (FCOS-style, Tian et al. 2019).
+  and bottom edges, in units of ``device.heatmap.BOX_UNIT`` input pixels (FCOS-style, Tian et al. 2019).
 
 A small feature pyramid brings the context of stride 16 (dilated, so the field of view spans the frame
 and other text can be told from *the* number) back to the stride-4 grid, where boxes a few pixels high
@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from device.locate import STRIDE
+from device.heatmap import STRIDE
 
 INPUT_HEIGHT = 128
 INPUT_WIDTH = 160  # a 640x480 frame letterboxes to 160x120 with 4 rows of padding above and below

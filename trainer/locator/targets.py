@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from device.locate import BOX_UNIT, STRIDE, cell_centres
+from device.heatmap import BOX_UNIT, STRIDE, cell_centres
 
 POS_WEIGHT = 10.0  # number cells are ~1 % of the grid: weigh their heat-map error up
 
@@ -15,7 +15,7 @@ def encode_targets(corners, rows: int, cols: int):
 
     A cell is on the number when its centre lies inside the box; the cell holding the box's centre
     always is, so a number thinner than a cell still has one. ltrb are the distances from the cell
-    centre to the box edges in ``BOX_UNIT`` pixels, the inverse of ``device.locate.decode_heatmap``.
+    centre to the box edges in ``BOX_UNIT`` pixels, the inverse of ``device.heatmap.decode_heatmap``.
     """
     import tensorflow as tf
 

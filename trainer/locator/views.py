@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from device.locate import crop
+from device.boxes import crop
 
 # Candidate views (width scale, height scale, x shift of the width) around the found box: a few percent
 # wider, taller or off to one side, the size of the locator's usual box error (docs/LOCATOR.md).
@@ -16,7 +16,7 @@ CANDIDATE_VIEWS = tuple((sx, sy, dx) for sx in (0.95, 1.0, 1.05, 1.1, 1.2) for s
 
 def view_readings(locator, recognizer, scenes, candidates=CANDIDATE_VIEWS) -> list:
     """Per scene: None (no box found) or the (value, confidence) read through each candidate view."""
-    from device.locate import view_boxes
+    from device.boxes import view_boxes
 
     out = []
     for frame, _, _ in scenes:
