@@ -8,8 +8,8 @@ is never used concurrently; while the camera is down the loop keeps doing it, wa
 
 The ``Service`` receives its parts (source, recognizer, sensors, publisher, ...) so tests hand it real
 ones; ``device/daemon.py`` builds them from the config (``device/build.py``) and installs the signals:
-SIGTERM/SIGINT (``stop``) finish the frame, flush, publish ``offline`` and exit 0; SIGHUP
-(``request_reload``) reloads config and model. Commands are handled in ``device/handlers.py``.
+SIGTERM/SIGINT (``stop``) finish the frame, flush, publish ``offline`` and exit 0; SIGHUP (``request_reload``)
+reloads config and model. Commands are handled in ``device/handlers.py``, the stats report in ``device/stats.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from device.notify import Notifier
 from device.reader import FrameReader, Sensor
 from device.sensormodels import SensorReaders
 from device.sources import Backoff, BadFrame
-from device.stats import Stats, cpu_temperature
+from device.stats import Stats, publish_stats, stats_report
 
 if TYPE_CHECKING:
     from device.build import Parts
@@ -72,7 +72,7 @@ class Service:
         self._reload_requested = False
         self._commands: deque = deque(maxlen=64)
         self._next_stats = time.monotonic() + stats_interval_s
-        self.web = None  # device.web.WebState while the page is on: it is handed frames, publishes and calls
+        self.web = None  # device.web_feed.WebState while the page is on: it is handed frames, publishes and calls
         self.crops = None  # device.cropstore.CropCollection: sensors with collect = true keep their crops
         self.own_models = SensorReaders()  # sensors with their own model (config key model)
 
@@ -197,29 +197,11 @@ class Service:
         now = time.monotonic()
         if now >= self._next_stats:
             self._next_stats = now + self.stats_interval_s
-            self._publish_stats()
+            publish_stats(self)
 
     def stats_report(self) -> dict:
-        report = self.stats.report(time.monotonic())
-        queue = self.publisher.queue_status() if self.publisher is not None else {"queue": 0, "spool_in_memory": None}
-        report.update({
-            "dropped_frames": self.source.dropped,
-            "cpu_temp_c": cpu_temperature(),
-            **queue,
-            "camera": "online" if self.camera.online else "offline",
-            "camera_error": self.camera.error,
-            "values": {s.name: s.smoother.value for s in self.sensors},
-        })
-        if self.crops is not None and self.crops.collectors:
-            report["crops"] = self.crops.report()
-        return report
-
-    def _publish_stats(self) -> None:
-        report = self.stats_report()
-        self.notifier.status(f"{report['fps']} fps, camera {report['camera']}, queue {report['queue']}")
-        if self.publisher is not None:
-            self.publisher.publish_stats(report)
-        log.debug("stats %s", report)
+        """What the stats topic gets now (``device.stats.stats_report``)."""
+        return stats_report(self)
 
     def _meter_signals(self, readings, now: float) -> None:
         """Each meter's raw reading and problem state on ``<sensor>/raw`` and ``<sensor>/problem``."""

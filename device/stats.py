@@ -1,4 +1,5 @@
-"""The numbers on the stats topic: frames, errors, frames/s and inference times, plus the SoC temperature.
+"""The numbers on the stats topic: frames, errors, frames/s and inference times, plus the SoC temperature,
+and the report the loop publishes every ``stats_interval_s`` (``stats_report``, ``publish_stats``).
 
 Per-frame errors are counted here and logged once each: an expected fault (a ``DigitcamError`` such as a
 bad frame, or a ``ValueError`` for an image or ROI that does not fit) once per message; anything else is
@@ -79,3 +80,30 @@ class Stats:
             "inference_ms_p95": None if p95 is None else round(float(p95), 3),
             "uptime_s": round(now - self.started, 1),
         }
+
+
+def stats_report(service) -> dict:
+    """What the stats topic gets from a running ``device.service.Service``: the counters since the last
+    report, the source, the queue, the camera, each sensor's value and, when sensors collect, the crops."""
+    report = service.stats.report(time.monotonic())
+    queue = service.publisher.queue_status() if service.publisher is not None else {"queue": 0, "spool_in_memory": None}
+    report.update({
+        "dropped_frames": service.source.dropped,
+        "cpu_temp_c": cpu_temperature(),
+        **queue,
+        "camera": "online" if service.camera.online else "offline",
+        "camera_error": service.camera.error,
+        "values": {s.name: s.smoother.value for s in service.sensors},
+    })
+    if service.crops is not None and service.crops.collectors:
+        report["crops"] = service.crops.report()
+    return report
+
+
+def publish_stats(service) -> None:
+    """The report to the publisher's stats topic and, in one line, to systemd's status."""
+    report = stats_report(service)
+    service.notifier.status(f"{report['fps']} fps, camera {report['camera']}, queue {report['queue']}")
+    if service.publisher is not None:
+        service.publisher.publish_stats(report)
+    log.debug("stats %s", report)
