@@ -122,6 +122,20 @@ def test_a_model_for_a_sensor_that_does_not_exist_is_refused(device, tmp_path):
     assert not device.path("/var/lib/digitcam/models/sensors/gas").exists()
 
 
+def test_a_dry_run_shows_a_new_sensor_and_version_without_making_them(device, tmp_path):
+    models = device.path("/var/lib/digitcam/models")
+    config_before = device.path("/etc/digitcam/digitcam.toml").read_text()
+    sensors = [*SENSORS, {"name": "gas", "roi": [10, 20, 200, 60], "mode": "meter"}]
+    own = {"water": str(write_model(tmp_path / "w", "adapted-dry", b"looked at only")),
+           "gas": str(write_model(tmp_path / "g", "gas-dry", b"looked at only, gas"))}
+    dry = device.run("--tags", "config,model", "--check", "--diff", digitcam_sensors=sensors, digitcam_sensor_models=own)
+    assert dry.returncode == 0, dry.output[-4000:]
+    assert f'+model = "{models}/sensors/gas/current/digitcam.tflite"' in dry.output
+    assert device.path("/etc/digitcam/digitcam.toml").read_text() == config_before
+    assert os.readlink(models / "sensors" / "water" / "current") == "adapted-1"
+    assert not (models / "sensors" / "gas").exists() and not (models / "sensors" / "water" / "adapted-dry").exists()
+
+
 def test_a_new_sensor_model_becomes_current_with_one_restart_and_the_old_one_stays(device, systemd, tmp_path):
     own = device.path("/var/lib/digitcam/models/sensors/water")
     new = write_model(tmp_path, "adapted-2", b"fake adapted model 2")
