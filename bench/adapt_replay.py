@@ -39,7 +39,8 @@ import numpy as np  # noqa: E402
 
 import meter_replay as mr  # noqa: E402
 from device.config import SensorConfig  # noqa: E402
-from device.cropstore import CropCollection, scan  # noqa: E402
+from device.crop_files import scan  # noqa: E402
+from device.cropstore import CropCollection  # noqa: E402
 from device.meter_store import MeterStore  # noqa: E402
 from device.smooth import Smoother  # noqa: E402
 

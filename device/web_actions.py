@@ -78,11 +78,11 @@ class ServiceActions:
             self.service.request_reload()
         return answer
 
-    # ---- crops kept for review (device/cropstore.py; ``digitcam crops`` does the same from a shell) ----
+    # ---- crops kept for review (device/crop_files.py; ``digitcam crops`` does the same from a shell) ----
 
     def _crop(self, sensor, name):
         """A stored crop of a configured sensor, by a name that must be a crop store name (no path)."""
-        from device.cropstore import NAME, parse_name
+        from device.crop_files import NAME, parse_name
 
         self._sensor(sensor)
         if not isinstance(name, str) or not NAME.match(name):
@@ -100,7 +100,7 @@ class ServiceActions:
 
     def crops(self, sensor) -> dict:
         """The sensor's review crops (newest first, at most MAX_CROPS) and how many of each kind it has."""
-        from device.cropstore import CropError, scan
+        from device.crop_files import CropError, scan
 
         self._sensor(sensor)
         try:
@@ -117,7 +117,7 @@ class ServiceActions:
 
     def label_crop(self, sensor, name, label) -> dict:
         """A person's label for a crop: the file is renamed, as ``digitcam crops label`` does."""
-        from device.cropstore import CropError, check_label, relabel_file
+        from device.crop_files import CropError, check_label, relabel_file
 
         crop = self._crop(sensor, name)
         try:

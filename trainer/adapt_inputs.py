@@ -32,7 +32,7 @@ class AdaptError(DigitcamError):
 
 def collected(crops_dir: Path):
     """The labelled crops under ``crops_dir``, oldest first (a person's label is the one in the name)."""
-    from device.cropstore import CropError, read_crop, scan
+    from device.crop_files import CropError, read_crop, scan
 
     try:
         crops = [c for c in scan(crops_dir) if c.label is not None]

@@ -156,7 +156,8 @@ def test_an_installed_version_is_never_overwritten_with_other_content(deployed, 
 def test_fetch_pulls_the_collected_crops_and_only_when_asked(deployed, tmp_path):
     import numpy as np
 
-    from device.cropstore import AUTO, REVIEW, CropStore, read_crop, scan
+    from device.crop_files import AUTO, REVIEW, read_crop, scan
+    from device.crop_folder import CropStore
 
     store = CropStore(deployed.path("/var/lib/digitcam/crops/water"), max_bytes=10 ** 7)
     rng = np.random.default_rng(0)

@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 
 from device.contract import DigitReading, Reading
-from device.cropstore import AUTO, HUMAN, REVIEW, Collector, CropCollection, CropError, CropStore, read_crop, scan
+from device.crop_files import AUTO, HUMAN, REVIEW, CropError, read_crop, scan
+from device.crop_folder import CropStore
+from device.crop_labels import Collector
+from device.cropstore import CropCollection
 from device.meter import Meter
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,7 +91,8 @@ def test_human_labels_are_dropped_last(tmp_path):
 
 KILLED_WRITER = """
 import sys, numpy as np
-from device.cropstore import CropStore, AUTO
+from device.crop_files import AUTO
+from device.crop_folder import CropStore
 store = CropStore(sys.argv[1], max_bytes=400_000)
 rng = np.random.default_rng(0)
 print("ready", flush=True)

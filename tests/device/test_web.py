@@ -76,7 +76,8 @@ device_class = "water"
 def review_crop(directory: Path, raw: str = "004711") -> Path:
     """A crop the sensor kept for review (too unsure to label), written by the crop store itself."""
     from device.contract import prepare_crop
-    from device.cropstore import REVIEW, CropStore
+    from device.crop_files import REVIEW
+    from device.crop_folder import CropStore
 
     frame = cv2.imread(str(SAMPLE / "frame_0000.jpg"))
     x, y, w, h = SAMPLE_ROI

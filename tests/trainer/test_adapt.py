@@ -10,7 +10,8 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from device.contract import prepare_crop  # noqa: E402
-from device.cropstore import AUTO, CropStore  # noqa: E402
+from device.crop_files import AUTO  # noqa: E402
+from device.crop_folder import CropStore  # noqa: E402
 
 
 def rendered(split: str, n: int, seed: int):
