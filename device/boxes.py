@@ -1,7 +1,7 @@
 """Boxes in frame pixels: cutting a crop, clipping, the crop views a box is read through, and its margin.
 
 A box is (x, y, w, h) in full-resolution frame pixels. The locator (``device/locate.py``) finds a tight
-box; ``expand`` widens it the way the recognizer's training crops were cut (``trainer.render.frame``),
+box; ``expand`` widens it the way the recognizer's training crops were cut (``trainer.canvas.frame``),
 and ``view_boxes`` gives the few slightly different crops of it that are read and vote.
 """
 
@@ -83,7 +83,7 @@ def expand(box, frame_shape, margin: float) -> Box:
     """A tight (x, y, w, h) -> the crop the recognizer expects, in whole pixels inside the frame.
 
     ``margin`` times the number's height on every side, then widened to at least 1:1 or heightened to
-    at most 6:1 around its centre, as ``trainer.render.frame`` cuts the training crops.
+    at most 6:1 around its centre, as ``trainer.canvas.frame`` cuts the training crops.
     """
     x, y, w, h = (float(v) for v in box)
     m = margin * h
