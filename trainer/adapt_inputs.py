@@ -111,12 +111,12 @@ def train_config(manifest: dict, net, cache: Path | None, steps: int, seed: int)
 
 
 def mixed_dataset(config, images: np.ndarray, labels: list[str], seed: int):
-    """Batches half from the base's training stream (``trainer.train.training_dataset``), half own crops,
+    """Batches half from the base's training stream (``trainer.train_data.training_dataset``), half own crops,
     both augmented alike."""
     import tensorflow as tf
 
     from device.contract import encode_ctc
-    from trainer.train import head_targets, make_augmenter, training_dataset
+    from trainer.train_data import head_targets, make_augmenter, training_dataset
 
     own_n = int(BATCH * OWN_SHARE)
     targets = np.stack([encode_ctc(label) for label in labels]).astype(np.int32)
@@ -143,7 +143,7 @@ def default_steps(n_train: int) -> int:
 
 def calibration_images(config, own: np.ndarray, seed: int) -> np.ndarray:
     """Int8 ranges from both what the model will see on this meter and the base's training mix."""
-    from trainer.train import training_dataset
+    from trainer.train_data import training_dataset
 
     own_n, mix_n = 128, 384  # mostly the mix, as the base was calibrated: the validation sets come from it
     mix = next(iter(training_dataset(dataclasses.replace(

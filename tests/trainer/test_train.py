@@ -12,7 +12,8 @@ tf = pytest.importorskip("tensorflow")
 
 from device.contract import BLANK, encode_ctc, encode_length_digits  # noqa: E402
 from device.errors import ConfigError  # noqa: E402
-from trainer.train import ctc_loss, head_targets, learning_rate, train, training_dataset  # noqa: E402
+from trainer.train import ctc_loss, learning_rate, train  # noqa: E402
+from trainer.train_data import head_targets, training_dataset  # noqa: E402
 from trainer.train_config import config_from_dict, load_config  # noqa: E402
 
 SMALL = {
