@@ -175,9 +175,12 @@ def render_jpeg(snap: Snapshot, quality: int = 80) -> bytes:
             cv2.rectangle(canvas, (x - 1, y - 1), (x + w, y + h), ROI_COLOUR, 1)
         if box is not None:
             canvas = annotate(canvas, box, value, confidence)
-    # full-resolution colour (4:4:4): with the usual 4:2:0 a 1-pixel amber line fades into the grey around it
-    ok, data = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, quality,
-                                             cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
+    # full-resolution colour (4:4:4): with the usual 4:2:0 a 1-pixel amber line fades into the grey around it.
+    # OpenCV before 4.7 (Debian bookworm's 4.6, what a 32-bit Pi gets from apt) has no such option: 4:2:0 there.
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    if hasattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR"):
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    ok, data = cv2.imencode(".jpg", canvas, params)
     if not ok:
         raise ValueError("JPEG encoding failed")
     return data.tobytes()
