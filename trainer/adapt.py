@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.errors import DigitcamError, ModelError
+from device.errors import DigitcamError
 from trainer.adapt_inputs import (
     BATCH, LEARNING_RATE, OWN_SHARE, STEPS_PER_EPOCH, AdaptError, base_model, calibration_images, collected,
     default_steps, mixed_dataset, split_by_time, train_config,
@@ -213,20 +213,14 @@ def adapt(crops_dir: Path, output: Path, model: Path | None = None, weights: Pat
 
 def _export(net, output: Path, config, own: np.ndarray, sets: dict, manifest: dict, seed: int,
             parity_points: float | None) -> dict:
-    """``export_model`` with up to EXPORT_ATTEMPTS calibration draws: int8 parity moves with the draw."""
-    from trainer.export import CALIBRATION_SAMPLES, export_model
+    """``export_model`` with up to EXPORT_ATTEMPTS calibration draws of this meter's crops and the mix."""
+    from trainer.export import CALIBRATION_SAMPLES, export_with_draws
 
-    for attempt in range(EXPORT_ATTEMPTS):
-        calibration = calibration_images(config, own, seed + attempt)
-        try:
-            return export_model(net, output, calibration=calibration[:CALIBRATION_SAMPLES], val_sets=sets,
-                                name=manifest.get("name", "digitcam"), training=dict(manifest.get("training") or {}),
-                                **({} if parity_points is None else {"parity_points": parity_points}))
-        except ModelError as exc:
-            if "parity" not in str(exc) or attempt == EXPORT_ATTEMPTS - 1:
-                raise
-            log.warning("%s; calibrating on another draw", exc)
-    raise AssertionError("unreachable")
+    return export_with_draws(
+        net, output, lambda attempt: calibration_images(config, own, seed + attempt)[:CALIBRATION_SAMPLES],
+        attempts=EXPORT_ATTEMPTS, val_sets=sets, name=manifest.get("name", "digitcam"),
+        training=dict(manifest.get("training") or {}),
+        **({} if parity_points is None else {"parity_points": parity_points}))
 
 
 def main(args) -> int:

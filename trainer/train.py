@@ -117,11 +117,11 @@ class Run:
     def validation_sets(self):
         return validation_sets(self.config)
 
-    def calibration_images(self, n: int) -> np.ndarray:
+    def calibration_images(self, n: int, seed: int) -> np.ndarray:
         """Training-split crops from the run's own mix: what the int8 ranges must cover."""
         from trainer.pipeline import make_dataset
 
-        ds = make_dataset(dict(self.config.data.mix), "train", 777, n, self.config.spec,
+        ds = make_dataset(dict(self.config.data.mix), "train", seed, n, self.config.spec,
                           options=dict(self.config.data.options))
         images, _ = next(iter(ds))
         return images.numpy()

@@ -72,6 +72,20 @@ def test_export_fails_when_int8_loses_more_than_allowed(tiny_model, tmp_path):
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 
+def test_a_parity_failure_is_tried_again_on_other_calibration_draws_then_stands(tiny_model, tmp_path):
+    from trainer.export import export_with_draws
+    from trainer.train import load_run
+
+    run = load_run(tiny_model.parent / "run")
+    images, labels = easy_rendered(32, split="val")
+    drawn = []
+    out = tmp_path / "strict.tflite"
+    with pytest.raises(ModelError, match="int8 parity failed"):
+        export_with_draws(run.best_model(), out, lambda attempt: drawn.append(attempt) or images, attempts=2,
+                          val_sets={"rendered": (images, labels)}, parity_points=-1.0)
+    assert drawn == [0, 1] and not out.exists()
+
+
 def test_export_refuses_calibration_that_does_not_span_0_to_255(tiny_model, tmp_path):
     from trainer.export import convert_int8
     from trainer.train import load_run
