@@ -82,6 +82,8 @@ def reference_model(path: Path) -> Path:
         return path
     import tensorflow as tf
 
+    from trainer.export import full_int8
+
     model = tf.keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
     rng = np.random.default_rng(0)
 
@@ -89,12 +91,7 @@ def reference_model(path: Path) -> Path:
         for _ in range(8):
             yield [rng.uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32)]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    converter = full_int8(tf.lite.TFLiteConverter.from_keras_model(model), representative, tf.int8)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(converter.convert())
     return path

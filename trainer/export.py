@@ -52,6 +52,19 @@ def ms_per_crop(recognizer, images: np.ndarray, runs: int = 100) -> float:
     return float(np.median(times))
 
 
+def full_int8(converter, representative, io_type):
+    """A TFLite converter set for integer-only kernels, calibrated on ``representative``, with ``io_type``
+    (e.g. ``tf.uint8``) input and output tensors."""
+    import tensorflow as tf
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = io_type
+    converter.inference_output_type = io_type
+    return converter
+
+
 def convert_int8(model, calibration: np.ndarray, output: Path) -> Path:
     """Keras model -> full-int8 .tflite with uint8 input, dynamic batch and the model's output names."""
     import tensorflow as tf
@@ -66,13 +79,7 @@ def convert_int8(model, calibration: np.ndarray, output: Path) -> Path:
 
     with tempfile.TemporaryDirectory(prefix="digitcam-export-") as tmp:
         model.export(tmp, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.uint8
-        converter.inference_output_type = tf.uint8
-        flat = converter.convert()
+        flat = full_int8(tf.lite.TFLiteConverter.from_saved_model(tmp), representative, tf.uint8).convert()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(flat)
