@@ -323,6 +323,6 @@ def main(args) -> int:
         print(f"{name:<28} {m['n']:>6} {m['sequence_accuracy']:>7.2f} {m['digit_accuracy']:>7.2f} "
               f"{m['length_accuracy']:>7.2f} {m['accuracy_at_95_coverage']:>7.2f} {m['accuracy_at_90_coverage']:>7.2f} "
               f"{m['auroc']:>6.3f} {m['ece']:>6.3f} {m['below_default_gate']:>6.2f} "
-              f"{m.get('digit_below_default_gate', float('nan')):>10.2f}")
+              f"{m['digit_below_default_gate']:>10.2f}")
     print(f"report: {Path(args.output) / 'report.json'}")
     return 0

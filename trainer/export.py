@@ -30,6 +30,10 @@ EXPORT_ATTEMPTS = 3
 BATCH = 128
 
 
+class ParityError(ModelError):
+    """The int8 model reads worse than the float one by more than allowed; nothing was left behind."""
+
+
 def int8_readings(recognizer, images: np.ndarray) -> list:
     """Readings of the exported model through the device's Recognizer, in batches like the device."""
     out = []
@@ -131,7 +135,7 @@ def export_model(
     """Convert, write the manifest, measure float vs int8 on ``val_sets`` and enforce parity.
 
     Returns the manifest fields. On a parity failure the model and manifest are removed and a
-    ModelError names the set and both accuracies.
+    ParityError (a ModelError) names the set and both accuracies.
     """
     from device.recognize import Recognizer
     from trainer.calibration import fit_temperature
@@ -163,7 +167,7 @@ def export_model(
     if failures and parity:
         output.unlink()
         output.with_suffix(".json").unlink()
-        raise ModelError(f"int8 parity failed (more than {parity_points} points lost): " + "; ".join(failures))
+        raise ParityError(f"int8 parity failed (more than {parity_points} points lost): " + "; ".join(failures))
     fields["parity_checked"] = parity
     fields["calibration"] = fit_temperature(recognizer, val_sets)
     fields["ms_per_crop_1_thread"] = round(ms_per_crop(recognizer, calibration), 3)
@@ -178,8 +182,8 @@ def export_with_draws(model, output: Path, draw, attempts: int = EXPORT_ATTEMPTS
     for attempt in range(attempts):
         try:
             return export_model(model, output, calibration=draw(attempt), **fields)
-        except ModelError as exc:
-            if "parity" not in str(exc) or attempt == attempts - 1:
+        except ParityError as exc:
+            if attempt == attempts - 1:
                 raise
             log.warning("%s; calibrating on another draw", exc)
     raise AssertionError("unreachable")

@@ -78,11 +78,10 @@ def warm_start(model: keras.Model, source: Path) -> None:
     """Start from a trained model's weights (a longer schedule without re-learning what it knows)."""
     if not source.is_file():
         raise ConfigError(f"model.init: no model at {source}")
-    trained = keras.models.load_model(source, compile=False)
-    shapes = [w.shape for w in trained.get_weights()]
-    if shapes != [w.shape for w in model.get_weights()]:
+    weights = keras.models.load_model(source, compile=False).get_weights()
+    if [w.shape for w in weights] != [w.shape for w in model.get_weights()]:
         raise ConfigError(f"model.init: {source} has other layers than model.architecture/width build")
-    model.set_weights(trained.get_weights())
+    model.set_weights(weights)
     log.info("weights from %s", source)
 
 
