@@ -41,7 +41,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-# bench/soak.py takes free_port, make_video and write_config from here
 from bench.daemon_parts import (  # noqa: E402
     SENSOR, Subscriber, build_timed_service, free_port, make_video, rss_mb, start_broker, start_helper, write_config,
 )

@@ -3,7 +3,7 @@
     .venv/bin/python bench/soak.py --minutes 30            # the figure
     .venv/bin/python bench/soak.py --minutes 3 --fps 10    # a short run
 
-``digitcam run --print`` (a subprocess, as systemd runs it) reads the counter video from bench/daemon.py
+``digitcam run --print`` (a subprocess, as systemd runs it) reads the counter video from bench/daemon_parts.py
 in a loop at ``--fps`` and publishes to a persistent mosquitto started here, which is stopped (SIGTERM)
 every 20-60 s for 2-8 s (seeded). A paho subscriber with a persistent session records every state
 message. At the end the daemon is stopped with SIGTERM and the script compares what the daemon printed
@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from bench.daemon import free_port, make_video, write_config  # noqa: E402
+from bench.daemon_parts import free_port, make_video, write_config  # noqa: E402
 from device.bundled import default_model  # noqa: E402
 
 DEVICE, SENSOR = "soak", "counter"
