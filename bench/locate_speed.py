@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from device.boxes import whole_frame  # noqa: E402
 from device.bundled import default_model  # noqa: E402
 from device.heatmap import decode_heatmap, fit_frame  # noqa: E402
-from device.locate import REPO_LOCATOR, Locator  # noqa: E402
+from device.bundled import REPO_LOCATOR  # noqa: E402
+from device.locate import Locator  # noqa: E402
 from device.reader import FrameReader  # noqa: E402
 from device.recognize import Recognizer  # noqa: E402
 

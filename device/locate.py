@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from device.boxes import Box, crop, expand, parse_views, view_boxes, whole_frame
-from device.bundled import REPO_LOCATOR, bundled_locator  # noqa: F401  (REPO_LOCATOR: for callers of device.locate)
+from device.bundled import bundled_locator
 from device.errors import ModelError
 from device.heatmap import CANDIDATE_FLOOR, MAX_CANDIDATES, Fit, decode_candidates, decode_heatmap, fit_frame
 from device.manifest import read_verified_manifest

@@ -52,7 +52,8 @@ def model() -> Path:
 @pytest.fixture(scope="session")
 def locator():
     """The committed locator model (``models/locator.tflite``), loaded once."""
-    from device.locate import REPO_LOCATOR, Locator
+    from device.bundled import REPO_LOCATOR
+    from device.locate import Locator
 
     if not REPO_LOCATOR.is_file():
         pytest.skip("models/locator.tflite is not committed")

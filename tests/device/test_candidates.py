@@ -21,7 +21,8 @@ from device.cli import roi_arg
 from device.contract import Reading
 from device.images import decode_image, decode_reduced, jpeg_size
 from device.heatmap import STRIDE, decode_candidates, decode_heatmap
-from device.locate import REPO_LOCATOR, Locator
+from device.bundled import REPO_LOCATOR
+from device.locate import Locator
 from device.oneshot import read_image
 from device.reader import FrameReader
 from device.recognize import Recognizer

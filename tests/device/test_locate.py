@@ -17,7 +17,8 @@ from device.boxes import box_iou, clip_box, expand, parse_views, view_boxes
 from device.contract import Reading
 from device.errors import ModelError
 from device.heatmap import STRIDE, decode_heatmap, fit_frame
-from device.locate import REPO_LOCATOR, Locator, default_locator
+from device.bundled import REPO_LOCATOR
+from device.locate import Locator, default_locator
 from device.reader import FrameReader
 from device.recognize import vote
 from device.tracker import BoxTracker
