@@ -23,7 +23,6 @@ from device.errors import WebError
 log = logging.getLogger("device.web")  # the page's log lines keep the logger name docs/OPERATIONS.md shows
 
 CALL_TIMEOUT_S = 5.0  # how long a request waits for the frame thread
-WATCH_GRACE_S = 3.0  # a state poll keeps the readings' clock "watched" this long
 ROI_COLOUR = (0, 200, 255)  # BGR amber: the configured ROI; the located box is drawn green/red by device.overlay
 BOUNDARY = "digitcamframe"
 
