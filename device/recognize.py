@@ -18,7 +18,7 @@ from device.contract import (
 )
 from device.errors import ModelError
 from device.manifest import Manifest, load_manifest
-from device.tflite_model import TFLiteModel, dequantize, uint8_image_shape  # noqa: F401  (dequantize: API)
+from device.tflite_model import TFLiteModel, uint8_image_shape
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ def test_a_sensor_with_its_own_model_is_read_and_published_with_it(tmp_path, mod
 
 
 def test_a_missing_per_sensor_model_is_a_one_line_error_exit_2(tmp_path, model, clip):
-    second = f'\n[[sensor]]\nname = "own"\nmodel = "missing.tflite"\n'
+    second = '\n[[sensor]]\nname = "own"\nmodel = "missing.tflite"\n'
     config = support.write_config(tmp_path, model, clip[0], sensor_extra=second)
     done = support.run_cli("run", "--config", config, timeout=60)
     assert done.returncode == 2

@@ -4,7 +4,6 @@ an int8 export with the parity check, a manifest saying what was done, and refus
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("tensorflow")
