@@ -219,7 +219,7 @@ def add_locator_parser(p: argparse.ArgumentParser) -> None:
     q.add_argument("--width-mult", type=float, default=1.0)
     q.add_argument("--minutes", type=float, default=None, help="stop after the epoch that passes this budget")
     q.add_argument("--scenes", type=Path, nargs="+", default=None, help="training scene files (from `scenes`)")
-    q.add_argument("--init", type=Path, default=None, help="start from this model's weights (.keras; any input size)")
+    q.add_argument("--init", type=Path, default=None, help="start from this model's weights (.keras, any input size; or an int8 .tflite locator)")
     q.add_argument("--height", type=int, default=None, help="model input height (default 128; a new run only)")
     q.add_argument("--width", type=int, default=None, help="model input width (default 160; a new run only)")
     q.set_defaults(func=_trainer("trainer.locator.cli"))
@@ -236,6 +236,9 @@ def add_locator_parser(p: argparse.ArgumentParser) -> None:
                    help="share of the scenes without a number that are a flat colour or a smooth ramp")
     q.add_argument("--cluttered", type=float, default=0.0,
                    help="share of scenes with many other numbers (instrument clusters, meter faces, date stamps)")
+    _add_cluttered_kinds(q)
+    q.add_argument("--cluttered-empty", type=float, default=0.0,
+                   help="share of the cluttered scenes drawn without their wanted number (negatives)")
     q.set_defaults(func=_trainer("trainer.locator.cli", needs_tf=False))
     q = lsub.add_parser("export", help="a run's last.keras -> full-int8 locator .tflite with its manifest")
     q.add_argument("run", type=Path)
@@ -263,7 +266,13 @@ def add_locator_parser(p: argparse.ArgumentParser) -> None:
         q.add_argument("-o", "--output", type=Path, required=name == "sheet")
         q.add_argument("--strips", type=float, default=0.0, help="share of real meter strips among the numbers")
         q.add_argument("--cluttered", type=float, default=0.0, help="share of cluttered scenes (trainer.cluttered)")
+        _add_cluttered_kinds(q)
         q.set_defaults(func=_trainer("trainer.locator.cli", needs_tf=False))
+
+
+def _add_cluttered_kinds(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kinds", default="cluster,meter,watermark",
+                        help="comma-separated cluttered scene kinds: cluster, meter, watermark, house")
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:

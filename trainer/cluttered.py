@@ -120,8 +120,11 @@ def icons(img: np.ndarray, rng: np.random.Generator, n: int) -> None:
             text(img, str(rng.choice(["D", "N", "R", "P", "ECO", "AUTO", "OFF"])), (x, y), s, colour, rng)
 
 
-def cluster_scene(img: np.ndarray, rng: np.random.Generator, sample) -> tuple[str, Box]:
-    """Draw an instrument cluster over ``img`` (in place); returns the odometer's (label, box)."""
+def cluster_scene(img: np.ndarray, rng: np.random.Generator, sample) -> tuple[str, Box | None]:
+    """Draw an instrument cluster over ``img`` (in place); returns the odometer's (label, box).
+
+    ``sample`` None draws the cluster without its odometer: a negative full of numerals ("", None).
+    """
     h, w = img.shape[:2]
     img[:] = (img.astype(np.float32) * rng.uniform(0.1, 0.35)).astype(np.uint8)  # a dark dashboard
     two = rng.random() < 0.6
@@ -135,6 +138,8 @@ def cluster_scene(img: np.ndarray, rng: np.random.Generator, sample) -> tuple[st
         s = str(rng.choice([f"{int(rng.integers(-9, 35))} C", f"{int(rng.integers(0, 24))}:{int(rng.integers(0, 60)):02d}",
                             f"TRIP {int(rng.integers(0, 999))}.{int(rng.integers(0, 10))}", f"{int(rng.integers(20, 800))} km"]))
         text(img, s, (rng.uniform(0, 0.8) * w, rng.uniform(0.05, 1.0) * h), h * rng.uniform(0.025, 0.05), _colour(rng, 150, 255), rng)
+    if sample is None:
+        return "", None
     crop, label = counter_number(sample, rng)
     cx, cy = centres[int(rng.integers(len(centres)))] if rng.random() < 0.8 else (w / 2, h * 0.8)
     height = h * np.exp(rng.uniform(np.log(0.03), np.log(0.08)))
@@ -177,8 +182,11 @@ def barcode(img: np.ndarray, x: int, y: int, width: int, height: int, rng: np.ra
     text(img, digits(rng, 8, 13), (x, y + height + max(6, height // 4)), max(5, height / 5), ink, rng, 1)
 
 
-def meter_scene(img: np.ndarray, rng: np.random.Generator, sample) -> tuple[str, Box]:
-    """Draw a meter face over ``img`` (in place); returns the counter's (label, box)."""
+def meter_scene(img: np.ndarray, rng: np.random.Generator, sample) -> tuple[str, Box | None]:
+    """Draw a meter face over ``img`` (in place); returns the counter's (label, box).
+
+    ``sample`` None leaves the counter's window blank (fogged or covered): a negative ("", None).
+    """
     h, w = img.shape[:2]
     face, ink = _colour(rng, 170, 250), _colour(rng, 0, 70)
     cx, cy = w * rng.uniform(0.4, 0.6), h * rng.uniform(0.42, 0.58)
@@ -188,7 +196,10 @@ def meter_scene(img: np.ndarray, rng: np.random.Generator, sample) -> tuple[str,
         cv2.circle(img, (int(cx), int(cy)), int(r), _colour(rng, 60, 200), max(3, int(r / 20)), cv2.LINE_AA)
     else:
         cv2.rectangle(img, (int(cx - 1.3 * r), int(cy - r)), (int(cx + 1.3 * r), int(cy + r)), face, -1)
-    crop, label = counter_number(sample, rng)
+    if sample is None:
+        crop, label = np.full((20, int(rng.integers(70, 130)), 3), _colour(rng, 0, 90), np.uint8), ""
+    else:
+        crop, label = counter_number(sample, rng)
     height = h * rng.uniform(0.05, 0.16)
     width = height * crop.shape[1] / crop.shape[0]
     x, y = cx - width / 2 + rng.uniform(-0.1, 0.1) * r, cy - r * rng.uniform(0.15, 0.45)
@@ -211,7 +222,7 @@ def meter_scene(img: np.ndarray, rng: np.random.Generator, sample) -> tuple[str,
         bwid = int(r * rng.uniform(0.4, 0.8))
         barcode(img, int(cx + rng.uniform(-0.9, 0.1) * r), int(cy + r * rng.uniform(0.75, 0.9)), bwid, int(bwid * 0.25), rng, ink)
     img[by : by + bh, bx : bx + bw] = cv2.resize(crop, (bw, bh), interpolation=cv2.INTER_AREA)  # nothing drawn over it
-    return label, box
+    return (label, box) if sample is not None else ("", None)
 
 
 # ---- watermark -----------------------------------------------------------------------------------------

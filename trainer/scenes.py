@@ -16,6 +16,7 @@ import numpy as np
 
 from trainer import effects
 from trainer.cluttered import KINDS, cluster_scene, meter_scene, watermark
+from trainer.house_scene import house_scene
 from trainer.render import Renderer
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ def paste(frame: np.ndarray, crop: np.ndarray, rng: np.random.Generator, log_siz
 
 def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int] = (480, 640), difficulty: str = "full",
                       log_size: bool = False, strips: float = 0.0, empty_rate: float = EMPTY_RATE,
-                      plain_rate: float = 0.0, cluttered: float = 0.0):
+                      plain_rate: float = 0.0, cluttered: float = 0.0, cluttered_kinds: tuple[str, ...] = KINDS,
+                      cluttered_empty: float = 0.0):
     """Endless (frame RGB uint8 [h, w, 3], label, box (x, y, w, h) or None) for the locator.
 
     ``strips`` is the share of numbers that are real meter strips (photos of the split's own meters)
@@ -112,7 +114,9 @@ def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int
     the share of the scenes without a number that are plain (``plain_background``, no clutter).
     ``cluttered`` is the share of scenes with many other numbers around the wanted one
     (``trainer.cluttered``: instrument clusters, meter faces, date stamps); 0, the default, draws
-    nothing for it, so the default streams stay as they were.
+    nothing for it, so the default streams stay as they were. ``cluttered_kinds`` picks among
+    ``trainer.cluttered.KINDS`` and ``"house"`` (``trainer.house_scene``); ``cluttered_empty`` is the
+    share of cluttered scenes drawn without their wanted number (negatives full of other numerals).
     """
     h, w = size
     renderer = Renderer(difficulty, empty_rate=0.0, colour=True, split=split)  # val/test: held-out font families
@@ -130,7 +134,8 @@ def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int
     while True:
         frame = background(rng, h, w)
         if cluttered > 0 and rng.random() < cluttered:  # drawn only then: default streams stay as they were
-            yield cluttered_frame(frame, rng, number, log_size)
+            empty = cluttered_empty > 0 and rng.random() < cluttered_empty
+            yield cluttered_frame(frame, rng, None if empty else number, log_size, cluttered_kinds)
             continue
         if rng.random() < empty_rate:
             if plain_rate > 0 and rng.random() < plain_rate:  # drawn only then: default streams stay as they were
@@ -145,16 +150,21 @@ def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int
         yield frame, label, box
 
 
-def cluttered_frame(frame: np.ndarray, rng: np.random.Generator, number, log_size: bool = False):
-    """One scene of a random ``trainer.cluttered`` kind drawn over ``frame``: (frame, label, box)."""
-    kind = KINDS[int(rng.integers(len(KINDS)))]
+def cluttered_frame(frame: np.ndarray, rng: np.random.Generator, number, log_size: bool = False,
+                    kinds: tuple[str, ...] = KINDS):
+    """One scene of a random kind drawn over ``frame``: (frame, label, box); ``number`` None: no wanted number."""
+    kind = kinds[int(rng.integers(len(kinds)))]
     if kind == "cluster":
         label, box = cluster_scene(frame, rng, number)
     elif kind == "meter":
         label, box = meter_scene(frame, rng, number)
+    elif kind == "house":
+        if rng.random() < 0.5:  # portrait, as a phone holds it
+            frame = np.ascontiguousarray(np.rot90(frame))
+        label, box = house_scene(frame, rng, number)
     else:
-        crop, label = number(rng)
-        box = paste(frame, crop, rng, log_size)
+        crop, label = number(rng) if number is not None else (None, "")
+        box = paste(frame, crop, rng, log_size) if crop is not None else None
         clutter(frame, rng, box)
         watermark(frame, rng, box)
     return effects.camera(frame, rng, rng.uniform(0.0, 0.6)), label, box

@@ -1,5 +1,6 @@
 """Cluttered evaluation scenes (``trainer.cluttered`` via ``iter_scenes(..., cluttered=...)``): the wanted
-number is labelled and boxed, the clutter around it holds other numbers, and the option is off by default."""
+number is labelled and boxed, the clutter around it holds other numbers, negatives leave the number out,
+and the options are off by default."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 
 from trainer.cluttered import KINDS, cluster_scene, meter_scene, watermark
+from trainer.house_scene import house_scene
 from trainer.sources import iter_scenes
 
 
@@ -55,3 +57,34 @@ def test_cluttered_scenes_are_labelled_and_the_option_is_off_by_default():
     off = [(f.tobytes(), l, b) for f, l, b in itertools.islice(iter_scenes("val", 3, cluttered=0.0), 6)]
     assert default == off
     assert [l for _, l, _ in scenes[:6]] != [l for _, l, _ in default]
+
+
+def test_the_house_plaque_is_intact_and_the_front_holds_other_numbers():
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        img = np.full((640, 480, 3), 90, np.uint8)  # portrait, as a phone holds it
+        label, (x, y, w, h) = house_scene(img, rng, fixed_number)
+        assert label == "123456"
+        assert 0 <= x and 0 <= y and x + w <= 480 and y + h <= 640 and h >= 0.04 * 640 * 0.9
+        crop = fixed_number(rng)[0]
+        expected = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA if h < crop.shape[0] else cv2.INTER_LINEAR)
+        assert np.array_equal(img[y : y + h, x : x + w], expected)
+
+
+def test_negatives_draw_the_clutter_without_the_wanted_number():
+    rng = np.random.default_rng(4)
+    for draw in (cluster_scene, meter_scene, house_scene):
+        img = np.full((480, 640, 3), 90, np.uint8)
+        assert draw(img, rng, None) == ("", None)
+        assert cv2.Canny(img, 50, 150).mean() > 1  # the numerals and text are still there
+    scenes = list(itertools.islice(iter_scenes("train", 5, cluttered=1.0, cluttered_empty=1.0,
+                                               cluttered_kinds=("cluster", "meter", "watermark", "house")), 12))
+    assert all(label == "" and box is None for _, label, box in scenes)
+
+
+def test_house_fronts_come_in_portrait_and_landscape():
+    scenes = list(itertools.islice(iter_scenes("val", 6, cluttered=1.0, cluttered_kinds=("house",)), 16))
+    shapes = {frame.shape for frame, _, _ in scenes}
+    assert shapes == {(480, 640, 3), (640, 480, 3)}
+    for frame, label, (x, y, w, h) in scenes:
+        assert label.isdigit() and x + w <= frame.shape[1] and y + h <= frame.shape[0]

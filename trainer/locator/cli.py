@@ -21,7 +21,8 @@ def main(args) -> int:
         images, _ = make_scene_set("train", args.n, args.seed, args.height or INPUT_HEIGHT, args.width or INPUT_WIDTH,
                                    ZOOM_RATE, args.output,
                                    log_size=args.log_size, strips=args.strips, empty_rate=args.empty_rate,
-                                   plain_rate=args.plain_rate, cluttered=args.cluttered)
+                                   plain_rate=args.plain_rate, cluttered=args.cluttered,
+                                   cluttered_kinds=scene_kinds(args.kinds), cluttered_empty=args.cluttered_empty)
         print(f"wrote {args.output} ({len(images)} scenes)")
         return 0
     if command == "export":
@@ -32,6 +33,16 @@ def main(args) -> int:
         print(f"wrote {args.output} ({fields['size_bytes']} bytes, {fields['macs']} MACs)")
         return 0
     return _measure(command, args)
+
+
+def scene_kinds(text: str) -> tuple[str, ...]:
+    """``--kinds`` as a tuple, each checked against the kinds the scene renderer draws."""
+    known = ("cluster", "meter", "watermark", "house")
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in known]
+    if unknown or not kinds:
+        raise SystemExit(f"digitcam: error: --kinds {text!r}: want some of {', '.join(known)}")
+    return kinds
 
 
 def _measure(command: str, args) -> int:
@@ -52,7 +63,7 @@ def _measure(command: str, args) -> int:
             record_in_manifest(args.locator, "crops", report["crops"])
         return 0
     scenes = held_out_scenes(args.split, args.n, TEST_SEED if args.split == "test" else VAL_SEED, args.strips,
-                             args.cluttered)
+                             args.cluttered, scene_kinds(args.kinds))
     if command == "sheet":
         from trainer.locator.sheet import contact_sheet
 

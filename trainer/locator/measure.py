@@ -16,15 +16,17 @@ from device.reader import FrameReader
 VAL_SEED, TEST_SEED = 1001, 2002
 
 
-def held_out_scenes(split: str, n: int, seed: int, strips: float = 0.0, cluttered: float = 0.0):
+def held_out_scenes(split: str, n: int, seed: int, strips: float = 0.0, cluttered: float = 0.0,
+                    kinds: tuple[str, ...] | None = None):
     """The first ``n`` scenes of a held-out split at full resolution: (frame, label, box).
 
     ``strips`` > 0: that share of the numbers are the split's real meter strips (meters never trained on).
-    ``cluttered`` > 0: that share of the scenes are cluttered ones (``trainer.cluttered``).
+    ``cluttered`` > 0: that share of the scenes are cluttered ones (``trainer.cluttered``), of ``kinds``.
     """
     from trainer.sources import iter_scenes
 
-    return list(itertools.islice(iter_scenes(split, seed, strips=strips, cluttered=cluttered), n))
+    options = {} if kinds is None else {"cluttered_kinds": kinds}
+    return list(itertools.islice(iter_scenes(split, seed, strips=strips, cluttered=cluttered, **options), n))
 
 
 def blob_box(heat: np.ndarray, threshold: float):

@@ -21,7 +21,8 @@ def train(out: Path, n_train: int = 12000, epochs: int = 12, batch: int = 32, lr
     """Train (or resume) a locator in ``out``: ``last.keras`` every epoch, ``state.json``, ``log.csv``.
 
     ``scene_files`` (from ``scenes``) replace the default training set; ``init`` starts a new run from
-    another run's weights (fine-tuning on more or different scenes).
+    another run's weights (fine-tuning on more or different scenes): a ``.keras`` run, or a shipped int8
+    ``.tflite`` locator whose weights ``trainer.locator.from_int8`` recovers.
     """
     import keras
 
@@ -58,10 +59,19 @@ def train(out: Path, n_train: int = 12000, epochs: int = 12, batch: int = 32, lr
             state.setdefault("restarts", []).append({"at_epoch": state["epoch"], "epochs": epochs, "lr": lr})
             state["epochs"] = epochs
     else:
-        model = build_locator(height, width, width_mult)
-        if init is not None:
-            model.set_weights(keras.models.load_model(init, compile=False).get_weights())
-            log.info("starting from the weights of %s", init)
+        if init is not None and Path(init).suffix == ".tflite":  # a shipped int8 locator: recover its float weights
+            from trainer.locator.from_int8 import recover_input_shape, recover_locator
+
+            if recover_input_shape(Path(init)) != (height, width):
+                raise ValueError(f"{init} takes {recover_input_shape(Path(init))} inputs, the scenes are {(height, width)}")
+            model = recover_locator(Path(init), images[: min(len(images), 512)])
+            width_mult = model.get_layer("s4_conv").filters / 32
+            log.info("starting from the int8 weights of %s (recovered to float)", init)
+        else:
+            model = build_locator(height, width, width_mult)
+            if init is not None:
+                model.set_weights(keras.models.load_model(init, compile=False).get_weights())
+                log.info("starting from the weights of %s", init)
         compile_for(model, epochs)
         state = {"epoch": 0, "height": height, "width": width, "width_mult": width_mult, "n_train": len(images),
                  "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
