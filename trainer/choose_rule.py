@@ -24,6 +24,7 @@ import numpy as np
 
 from device.boxes import box_iou
 from device.choose import DEFAULT_RULE, Rule, choose
+from device.config import SensorConfig
 from device.locate import Locator
 from device.reader import FrameReader
 
@@ -35,12 +36,18 @@ KS = (1, 2, 3, 4, 6)
 COLLECT_FLOOR, COLLECT_K = min(FLOORS), max(KS)
 
 
-def scene_sets(split: str, n: int) -> dict:
-    """``n`` of today's held-out scenes and ``n`` cluttered ones of the split, (frame BGR, label, box)."""
+SETS = ("scenes", "cluttered", "house", "empty")
+
+
+def scene_sets(split: str, n: int, names=SETS) -> dict:
+    """``n`` scenes of each named set of the split, (frame BGR, label, box): today's held-out scenes, the
+    cluttered ones (clusters, meter faces, date stamps), house fronts, and scenes without a number."""
     from trainer.sources import iter_scenes
 
     seed = TEST_SEED if split == "test" else VAL_SEED
-    sets = {"scenes": iter_scenes(split, seed), "cluttered": iter_scenes(split, seed, cluttered=1.0)}
+    options = {"scenes": {}, "cluttered": {"cluttered": 1.0}, "house": {"cluttered": 1.0, "cluttered_kinds": ("house",)},
+               "empty": {"empty_rate": 1.0}}
+    sets = {name: iter_scenes(split, seed, **options[name]) for name in names}
     return {name: [(np.ascontiguousarray(f[:, :, ::-1]), label, box) for f, label, box in itertools.islice(it, n)]
             for name, it in sets.items()}
 
@@ -55,37 +62,43 @@ def collect(locator_path: Path, recognizer, scenes) -> list[dict]:
         found_box = single.locator.find(frame)
         one = single.read_box(frame, found_box)[0] if found_box is not None else None
         found = reader.read_candidates(frame)
-        out.append({"label": label, "box": box, "single": (one.value, one.box) if one else (None, None),
+        out.append({"label": label, "box": box, "single": (one.value, one.box, one.confidence) if one else (None, None, 0.0),
                     "candidates": [(r.box, p, r.value, r.confidence) for r, p in zip(found.candidates, found.peaks)]})
     return out
 
 
-def outcome(record: dict, rule: Rule, floor: float, k: int) -> tuple[str | None, tuple | None]:
-    """The (value, box) ``read_candidates`` would report with this rule, floor and k."""
+def outcome(record: dict, rule: Rule, floor: float, k: int) -> tuple[str | None, tuple | None, float]:
+    """The (value, box, confidence) ``read_candidates`` would report with this rule, floor and k."""
     from device.contract import Reading
 
     cands = [c for c in record["candidates"] if c[1] >= floor][:k]
     if not cands:
-        return None, None
+        return None, None, 0.0
     readings = [Reading(value=v, confidence=conf, box=b) for b, _, v, conf in cands]
     pick = choose([c[1] for c in cands], readings, rule)
-    return readings[pick].value, readings[pick].box
+    return readings[pick].value, readings[pick].box, float(readings[pick].confidence)
 
 
 def rates(records: list[dict], pick) -> dict:
-    """Right-number rate and box IoU >= 0.7 over scenes with a number, null rate over those without."""
-    right = hit = null = with_number = 0
+    """Right-number rate and box IoU >= 0.7 over scenes with a number, null rate over those without; and
+    both again as a sensor at the default ``min_confidence`` reports them (less sure: no number)."""
+    gate = SensorConfig.min_confidence
+    right = hit = null = right_gated = null_gated = with_number = 0
     for r in records:
-        value, box = pick(r)
+        value, box, confidence = pick(r)
         if r["box"] is None:
             null += value is None
+            null_gated += value is None or confidence < gate
             continue
         with_number += 1
         right += (value or "") == r["label"]
+        right_gated += (value or "") == r["label"] and confidence >= gate
         hit += box is not None and box_iou(box, r["box"]) >= 0.7
     without = len(records) - with_number
     return {"right": round(right / max(1, with_number), 4), "iou_ge_0.7": round(hit / max(1, with_number), 4),
-            "empty_null": round(null / without, 4) if without else None, "n": len(records)}
+            "empty_null": round(null / without, 4) if without else None, "n": len(records),
+            "right_gated": round(right_gated / max(1, with_number), 4),
+            "empty_null_gated": round(null_gated / without, 4) if without else None}
 
 
 def compare(sets: dict[str, list[dict]], rules=RULES, floors=FLOORS, ks=KS) -> dict:
@@ -94,7 +107,7 @@ def compare(sets: dict[str, list[dict]], rules=RULES, floors=FLOORS, ks=KS) -> d
     for rule, floor, k in itertools.product(rules, floors, ks):
         row = {"rule": [rule.peak_power, rule.counter_digits, rule.length_power], "floor": floor, "k": k}
         row |= {name: rates(recs, lambda r: outcome(r, rule, floor, k)) for name, recs in sets.items()}
-        row["mean_right"] = round(float(np.mean([row[name]["right"] for name in sets])), 4)
+        row["mean_right"] = round(float(np.mean([row[name]["right"] for name in sets if name != "empty"])), 4)
         report["grid"].append(row)
     report["grid"].sort(key=lambda row: -row["mean_right"])
     return report
@@ -139,13 +152,14 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, default=None)
     parser.add_argument("--top", type=int, default=15, help="grid rows to print")
     parser.add_argument("--roi", action="store_true", help="also compare rough-ROI reads with tight-box reads")
+    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated scene sets, of {', '.join(SETS)}")
     parser.add_argument("-o", "--output", type=Path, default=None, help="write the whole report as JSON")
     args = parser.parse_args(argv)
     from device.bundled import default_model
     from device.recognize import Recognizer
 
     recognizer = Recognizer(args.model or default_model())
-    all_scenes = scene_sets(args.split, args.n)
+    all_scenes = scene_sets(args.split, args.n, [name for name in args.sets.split(",") if name])
     sets = {name: collect(args.locator, recognizer, scenes) for name, scenes in all_scenes.items()}
     default = Locator(args.locator)
     report = compare(sets, [args.rule] if args.rule else RULES,
@@ -154,15 +168,17 @@ def main(argv=None) -> int:
                                 "floor": default.candidate_floor or default.threshold, "k": default.max_candidates}
     report["split"] = args.split
     if args.roi:
-        report["roi"] = {name: roi_reads(args.locator, recognizer, scenes) for name, scenes in all_scenes.items()}
+        report["roi"] = {name: roi_reads(args.locator, recognizer, scenes) for name, scenes in all_scenes.items() if name != "empty"}
         print("rough ROI vs tight box: " + json.dumps(report["roi"]))
     if args.output:
         args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{args.split}, {args.n} scenes per set; single box: " + ", ".join(
-        f"{name} right {r['right']:.1%} iou>=0.7 {r['iou_ge_0.7']:.1%} null {r['empty_null']}" for name, r in report["single_box"].items()))
+        f"{name} right {r['right']:.1%} iou>=0.7 {r['iou_ge_0.7']:.1%} null {r['empty_null']} (gated {r['empty_null_gated']})"
+        for name, r in report["single_box"].items()))
     for row in report["grid"][: args.top]:
         print(f"rule {row['rule']} floor {row['floor']} k {row['k']}: mean {row['mean_right']:.1%}  " + ", ".join(
-            f"{name} {row[name]['right']:.1%} (iou {row[name]['iou_ge_0.7']:.1%}, null {row[name]['empty_null']})" for name in sets))
+            f"{name} {row[name]['right']:.1%} (iou {row[name]['iou_ge_0.7']:.1%}, null {row[name]['empty_null']}, "
+            f"gated {row[name]['right_gated']:.1%} / {row[name]['empty_null_gated']})" for name in sets))
     return 0
 
 
