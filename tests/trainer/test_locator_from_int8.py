@@ -48,11 +48,13 @@ def test_recovered_weights_give_the_int8_maps(shipped):
     assert drift.mean() < 0.05  # batch statistics start where the moving ones are
 
 
-def test_a_fine_tuning_run_starts_from_the_int8_file(shipped, tmp_path):
+def test_fine_tuning_runs_start_from_the_int8_file_and_keep_its_width(shipped, tmp_path):
     path, _ = shipped
     model = train(tmp_path / "tuned", n_train=32, epochs=1, batch=16, height=64, width=80, init=path, lr=1e-4)
     assert model.get_layer("s4_conv").filters == 8  # the shipped width, not the default
     assert (tmp_path / "tuned" / "last.keras").is_file()
+    again = train(tmp_path / "again", n_train=16, epochs=1, batch=16, height=64, width=80, init=tmp_path / "tuned" / "last.keras")
+    assert again.get_layer("s4_conv").filters == 8  # a .keras start keeps its width too
     with pytest.raises(ValueError, match=r"takes \(64, 80\) inputs"):
         train(tmp_path / "wrong", n_train=16, epochs=1, batch=16, height=96, width=128, init=path)
 

@@ -68,9 +68,12 @@ def train(out: Path, n_train: int = 12000, epochs: int = 12, batch: int = 32, lr
             width_mult = model.get_layer("s4_conv").filters / 32
             log.info("starting from the int8 weights of %s (recovered to float)", init)
         else:
+            source = keras.models.load_model(init, compile=False) if init is not None else None
+            if source is not None:  # its width, whatever --width-mult says: the weights must fit
+                width_mult = source.get_layer("s4_conv").filters / 32
             model = build_locator(height, width, width_mult)
-            if init is not None:
-                model.set_weights(keras.models.load_model(init, compile=False).get_weights())
+            if source is not None:
+                model.set_weights(source.get_weights())
                 log.info("starting from the weights of %s", init)
         compile_for(model, epochs)
         state = {"epoch": 0, "height": height, "width": width, "width_mult": width_mult, "n_train": len(images),
