@@ -124,10 +124,12 @@ def test_the_first_candidate_is_finds_box_on_the_bundled_sample(locator):
 
 
 @needs_model
-def test_candidates_find_the_wanted_number_in_cluttered_scenes_more_often_than_one_box(locator, cluttered):
+def test_candidates_cover_the_wanted_number_in_cluttered_scenes_at_least_as_often_as_one_box(locator, cluttered):
     one = sum(box_iou(locator.find(f) or (0, 0, 0, 0), b) >= 0.5 for f, _, b in cluttered)
     some = sum(any(box_iou(c.box, b) >= 0.5 for c in locator.candidates(f)) for f, _, b in cluttered)
-    assert some >= one + 3, (some, one)
+    # locator v3 (never trained on such scenes) covered it with some candidate 3+ more times than with one
+    # box; v4, trained on them, finds it with one box in most scenes: the candidates must not lose any
+    assert some >= one and some >= 0.85 * len(cluttered), (some, one)
 
 
 @needs_model
