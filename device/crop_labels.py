@@ -3,11 +3,9 @@
 ``Collector`` (one per collecting sensor, on the frame thread, cheap) holds the crops seen while value A
 was accepted. They are labelled A only when the next accepted value B follows A as a normal step (no hold,
 no doubt flag) and A itself was accepted that way. The crops of the last ``window + stable_reads`` frames
-before B (the wheel was turning), any crop that already read B's digits where A and B differ, and any
-crop with a digit below ``min_confidence`` (a wheel that says "rolling": its picture may hold either
-digit) are left out. In ``number`` mode a crop is labelled once its value stayed accepted ``2 * window`` frames longer.
-Everything else is dropped, except unsure crops (the reading or one of its digits below
-``min_confidence``), which are kept unlabelled for review.
+before B (the wheel was turning) and any crop that already read B's digits where A and B differ are left
+out. In ``number`` mode a crop is labelled once its value stayed accepted ``2 * window`` frames longer.
+Everything else is dropped, except crops below ``min_confidence``, which are kept unlabelled for review.
 """
 
 from __future__ import annotations
@@ -65,7 +63,7 @@ class Collector:
             if ripe:
                 self.pending = self.pending[len(ripe):]
                 out += [(p.image, self.value, AUTO, p.at, p.reading) for p in ripe]
-        unsure = self._unsure(reading)
+        unsure = reading.value is None or reading.confidence < self.min_confidence
         if unsure or at - self._sampled_at >= self.sample_every_s:
             if not unsure:
                 self._sampled_at = at
@@ -82,7 +80,7 @@ class Collector:
         changed = [i for i, (a, b) in enumerate(zip(old, new)) if a != b] if len(old) == len(new) else None
         out, left = [], []
         for p in self.pending:
-            if p.frame > tail or self._reads_new(p.reading, new, changed) or self._rolling(p.reading):
+            if p.frame > tail or self._reads_new(p.reading, new, changed):
                 left.append(p)
             else:
                 out.append((p.image, old, AUTO, p.at, p.reading))
@@ -94,12 +92,6 @@ class Collector:
             return reading.value == new
         return any(reading.digits[i].digit == new[i] for i in changed)
 
-    def _rolling(self, reading: Reading) -> bool:
-        """A digit below the gate: a wheel caught turning, whose picture may hold either digit."""
-        return any(d.confidence < self.min_confidence for d in reading.digits)
-
-    def _unsure(self, reading: Reading) -> bool:
-        return reading.value is None or reading.confidence < self.min_confidence or self._rolling(reading)
-
     def _review(self, pending) -> list[tuple]:
-        return [(p.image, None, REVIEW, p.at, p.reading) for p in pending if self._unsure(p.reading)]
+        return [(p.image, None, REVIEW, p.at, p.reading) for p in pending
+                if p.reading.value is None or p.reading.confidence < self.min_confidence]

@@ -290,19 +290,3 @@ def test_a_real_daemon_collects_crops_that_crops_list_label_and_export_handle(tm
     human = [line for line in lines if line.endswith(",12345")]
     assert len(human) == 1 and "-human-12345-" in human[0]  # the person's label is the one exported
     assert (out / human[0].split(",")[0]).is_file()
-
-
-def test_a_crop_whose_wheel_says_rolling_gets_no_label_even_when_the_reading_is_sure():
-    def rolling(value):  # the reading is sure overall, but its last wheel's margin says "rolling"
-        # (the frame's "image" is the word rolling, so the test can tell where those crops went)
-        reading = r(value)
-        reading.digits[5] = DigitReading(value[5], 0.3)
-        return reading
-
-    rows = (counting(["000099"], 20) + counting(["000100"], 30) + [("rolling", rolling("000100"))] * 5
-            + counting(["000100"], 5) + counting(["000101"], 30))
-    out = run_meter(rows)
-    labelled = [shown for shown, lab, kind in out if kind == AUTO and lab == "000100"]
-    reviewed = [shown for shown, lab, kind in out if kind == REVIEW]
-    assert len(labelled) > 15 and "rolling" not in labelled  # the sure crops around them are labelled
-    assert reviewed.count("rolling") == 5  # the rolling ones wait for a person
