@@ -29,10 +29,11 @@ DEFAULT_THRESHOLD = 0.5  # peak heat below this: no number in the frame
 DEFAULT_MARGIN = 0.0  # of the number's height, added on every side (the trained box already has a margin)
 REFINE_GROW_X, REFINE_GROW_Y = 0.25, 0.5  # the second pass's window around the first box, of its width/height
 # A box covering this share of the image means the image is already a crop of the number: read it
-# whole. Chosen with recognizer v2 on 400 + 400 framed val crops (loose margins and clutter) and the same
-# numbers cropped tight (bench/loose_crops.py): 0.4 read 58.5 / 83.0 % right, 0.6 72.8 / 80.2 %, 0.8 and
-# above 72.8 / 76.8 %; 0.6 has the best sum. (v1 era: 0.3 cost 640x480 scenes 2.5 points.) docs/MODEL.md.
-WHOLE_FRAME_COVER = 0.6
+# whole. Chosen for locator v4 (320x240) and recognizer v4 on 400 + 400 framed val crops (loose margins
+# and clutter) and the same numbers cropped tight (bench/loose_crops.py): cover 0.35 read 66.5 / 84.2 %
+# right, 0.4 75.0 / 81.5 %, 0.45 77.0 / 78.2 %, 0.5 78.8 / 75.5 %, 0.6 78.8 / 73.5 %; 0.4 has the best sum.
+# (Locator v3 boxes a tight crop wider: with it 0.6 was best, 72.8 / 80.2 % with recognizer v2.) docs/MODEL.md.
+WHOLE_FRAME_COVER = 0.4
 
 
 def load_locator_manifest(model_path: Path) -> dict:
