@@ -1,7 +1,7 @@
 """The parts bench/daemon.py builds its run from: the counter video, mosquitto and its subscriber, the config.
 
 Kept apart from the measurement so bench/soak.py can use the same video, port and config without the
-benchmark's command line; bench/daemon.py imports these and re-exports the names soak.py takes from it.
+benchmark's command line; bench/daemon.py and bench/soak.py both import them from here.
 ``TimedSource`` and ``build_timed_service`` wrap the daemon's own source and wiring (device/daemon.py) to
 timestamp every frame; the broker and subscriber run on the CPUs ``taskset`` leaves free (``helper_cpus``).
 """

@@ -159,7 +159,10 @@ def main(argv=None) -> int:
     from device.recognize import Recognizer
 
     recognizer = Recognizer(args.model or default_model())
-    all_scenes = scene_sets(args.split, args.n, [name for name in args.sets.split(",") if name])
+    names = [name for name in args.sets.split(",") if name]
+    if not names or set(names) - set(SETS):
+        parser.error(f"--sets {args.sets!r}: want some of {', '.join(SETS)}")
+    all_scenes = scene_sets(args.split, args.n, names)
     sets = {name: collect(args.locator, recognizer, scenes) for name, scenes in all_scenes.items()}
     default = Locator(args.locator)
     report = compare(sets, [args.rule] if args.rule else RULES,

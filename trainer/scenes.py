@@ -17,6 +17,8 @@ import numpy as np
 from trainer import effects
 from trainer.cluttered import KINDS, cluster_scene, meter_scene, watermark
 from trainer.house_scene import house_scene
+
+CLUTTERED_KINDS = (*KINDS, "house")  # every kind ``cluttered_frame`` draws
 from trainer.render import Renderer
 
 log = logging.getLogger(__name__)
@@ -115,7 +117,7 @@ def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int
     ``cluttered`` is the share of scenes with many other numbers around the wanted one
     (``trainer.cluttered``: instrument clusters, meter faces, date stamps); 0, the default, draws
     nothing for it, so the default streams stay as they were. ``cluttered_kinds`` picks among
-    ``trainer.cluttered.KINDS`` and ``"house"`` (``trainer.house_scene``); ``cluttered_empty`` is the
+    ``CLUTTERED_KINDS`` (``"house"``: ``trainer.house_scene``); ``cluttered_empty`` is the
     share of cluttered scenes drawn without their wanted number (negatives full of other numerals).
     """
     h, w = size
@@ -162,9 +164,11 @@ def cluttered_frame(frame: np.ndarray, rng: np.random.Generator, number, log_siz
         if rng.random() < 0.5:  # portrait, as a phone holds it
             frame = np.ascontiguousarray(np.rot90(frame))
         label, box = house_scene(frame, rng, number)
-    else:
+    elif kind == "watermark":
         crop, label = number(rng) if number is not None else (None, "")
         box = paste(frame, crop, rng, log_size) if crop is not None else None
         clutter(frame, rng, box)
         watermark(frame, rng, box)
+    else:
+        raise ValueError(f"unknown cluttered scene kind {kind!r}: want one of {', '.join(CLUTTERED_KINDS)}")
     return effects.camera(frame, rng, rng.uniform(0.0, 0.6)), label, box

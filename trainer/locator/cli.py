@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 
@@ -37,11 +38,13 @@ def main(args) -> int:
 
 def scene_kinds(text: str) -> tuple[str, ...]:
     """``--kinds`` as a tuple, each checked against the kinds the scene renderer draws."""
-    known = ("cluster", "meter", "watermark", "house")
+    from trainer.scenes import CLUTTERED_KINDS as known
+
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
     unknown = [k for k in kinds if k not in known]
     if unknown or not kinds:
-        raise SystemExit(f"digitcam: error: --kinds {text!r}: want some of {', '.join(known)}")
+        print(f"digitcam: error: --kinds {text!r}: want some of {', '.join(known)}", file=sys.stderr)
+        raise SystemExit(2)  # a bad option, as argparse exits for one
     return kinds
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from device.heatmap import fit_frame
+from trainer.cluttered import KINDS
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_
                    cache: Path | None = None, size: tuple[int, int] = RENDER_SIZE,
                    log_size: bool = False, strips: float = 0.0,
                    empty_rate: float | None = None, plain_rate: float = 0.0,
-                   cluttered: float = 0.0, cluttered_kinds: tuple[str, ...] | None = None,
+                   cluttered: float = 0.0, cluttered_kinds: tuple[str, ...] = KINDS,
                    cluttered_empty: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` scenes as model inputs ``[n, h, w]`` uint8 and corners ``[n, 4]`` (NaN: no number); cached."""
     if cache is not None and cache.is_file():
@@ -73,8 +74,8 @@ def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_
     from trainer.sources import iter_scenes
 
     rng = np.random.default_rng(seed + 17)
-    options = {"plain_rate": plain_rate, "cluttered": cluttered, "cluttered_empty": cluttered_empty} | (
-        {} if empty_rate is None else {"empty_rate": empty_rate}) | ({} if cluttered_kinds is None else {"cluttered_kinds": cluttered_kinds})
+    options = {"plain_rate": plain_rate, "cluttered": cluttered, "cluttered_kinds": cluttered_kinds,
+               "cluttered_empty": cluttered_empty} | ({} if empty_rate is None else {"empty_rate": empty_rate})
     images = np.zeros((n, height, width), np.uint8)
     corners = np.zeros((n, 4), np.float32)
     started = time.monotonic()

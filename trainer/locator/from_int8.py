@@ -46,13 +46,13 @@ def _interpreter(tflite_path: Path):
     return interpreter
 
 
-def read_int8_tensors(tflite_path: Path) -> dict[str, dict[str, np.ndarray]]:
+def read_int8_tensors(interpreter, tflite_path: Path) -> dict[str, dict[str, np.ndarray]]:
     """Per layer name: ``kernel`` [kh, kw, in, out], ``bias`` [out], and ``mul``/``sub`` for unfolded BatchNorms.
 
     Each convolution op names its kernel and bias tensors; the layer's name is in the kernel's name
     (its bias may be an anonymous constant). Activations carry layer names too, so ops, not names, pick them.
+    ``tflite_path`` only names the file in errors.
     """
-    interpreter = _interpreter(tflite_path)
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
     layers: dict[str, dict[str, np.ndarray]] = {}
     for op in interpreter._get_ops_details():
@@ -71,20 +71,18 @@ def read_int8_tensors(tflite_path: Path) -> dict[str, dict[str, np.ndarray]]:
     return layers
 
 
-def recover_input_shape(tflite_path: Path) -> tuple[int, int]:
-    """The int8 locator's input (height, width)."""
-    (_, height, width, _) = _interpreter(tflite_path).get_input_details()[0]["shape"]
-    return int(height), int(width)
-
-
 def recover_locator(tflite_path: Path, calibration: np.ndarray):
-    """A float ``keras.Model`` equal to the int8 locator at ``tflite_path``; ``calibration`` [n, h, w] uint8 inputs."""
+    """A float ``keras.Model`` equal to the int8 locator at ``tflite_path``; ``calibration`` [n, h, w] uint8 inputs
+    of its input size (a ``RecoveryError`` names both sizes otherwise)."""
     import keras
 
     from trainer.locator.model import build_locator
 
-    tensors = read_int8_tensors(tflite_path)
-    height, width = recover_input_shape(tflite_path)
+    interpreter = _interpreter(tflite_path)
+    (_, height, width, _) = (int(v) for v in interpreter.get_input_details()[0]["shape"])
+    if tuple(calibration.shape[1:3]) != (height, width):
+        raise RecoveryError(f"{tflite_path} takes {(height, width)} inputs, the scenes are {tuple(calibration.shape[1:3])}")
+    tensors = read_int8_tensors(interpreter, tflite_path)
     if "s4_conv" not in tensors or "kernel" not in tensors["s4_conv"]:
         raise RecoveryError(f"{tflite_path}: no layer 's4_conv' among its tensors: not a digitcam locator")
     model = build_locator(height, width, tensors["s4_conv"]["kernel"].shape[-1] / 32)

@@ -12,12 +12,13 @@ import numpy as np
 from device.boxes import crop
 from device.heatmap import STRIDE
 from device.reader import FrameReader
+from trainer.cluttered import KINDS
 
 VAL_SEED, TEST_SEED = 1001, 2002
 
 
 def held_out_scenes(split: str, n: int, seed: int, strips: float = 0.0, cluttered: float = 0.0,
-                    kinds: tuple[str, ...] | None = None):
+                    kinds: tuple[str, ...] = KINDS):
     """The first ``n`` scenes of a held-out split at full resolution: (frame, label, box).
 
     ``strips`` > 0: that share of the numbers are the split's real meter strips (meters never trained on).
@@ -25,8 +26,7 @@ def held_out_scenes(split: str, n: int, seed: int, strips: float = 0.0, cluttere
     """
     from trainer.sources import iter_scenes
 
-    options = {} if kinds is None else {"cluttered_kinds": kinds}
-    return list(itertools.islice(iter_scenes(split, seed, strips=strips, cluttered=cluttered, **options), n))
+    return list(itertools.islice(iter_scenes(split, seed, strips=strips, cluttered=cluttered, cluttered_kinds=kinds), n))
 
 
 def blob_box(heat: np.ndarray, threshold: float):

@@ -60,6 +60,11 @@ def build_locator(height: int = INPUT_HEIGHT, width: int = INPUT_WIDTH, width_mu
     return keras.Model(inputs, {"heatmap": heat, "box": box}, name="locator")
 
 
+def width_mult_of(model) -> float:
+    """The ``width_mult`` a built locator was made with (its stride-4 stage has 32 x width_mult channels)."""
+    return model.get_layer("s4_conv").filters / 32
+
+
 def grid_shape(height: int = INPUT_HEIGHT, width: int = INPUT_WIDTH) -> tuple[int, int]:
     """The output grid (rows, columns) for an input of ``height`` x ``width``."""
     return height // STRIDE, width // STRIDE

@@ -26,7 +26,7 @@ def train(out: Path, n_train: int = 12000, epochs: int = 12, batch: int = 32, lr
     """
     import keras
 
-    from trainer.locator.model import INPUT_HEIGHT, INPUT_WIDTH, build_locator, grid_shape
+    from trainer.locator.model import INPUT_HEIGHT, INPUT_WIDTH, build_locator, grid_shape, width_mult_of
 
     out.mkdir(parents=True, exist_ok=True)
     state = read_state(out)
@@ -60,21 +60,18 @@ def train(out: Path, n_train: int = 12000, epochs: int = 12, batch: int = 32, lr
             state["epochs"] = epochs
     else:
         if init is not None and Path(init).suffix == ".tflite":  # a shipped int8 locator: recover its float weights
-            from trainer.locator.from_int8 import recover_input_shape, recover_locator
+            from trainer.locator.from_int8 import recover_locator
 
-            if recover_input_shape(Path(init)) != (height, width):
-                raise ValueError(f"{init} takes {recover_input_shape(Path(init))} inputs, the scenes are {(height, width)}")
             model = recover_locator(Path(init), images[: min(len(images), 512)])
-            width_mult = model.get_layer("s4_conv").filters / 32
             log.info("starting from the int8 weights of %s (recovered to float)", init)
         else:
             source = keras.models.load_model(init, compile=False) if init is not None else None
-            if source is not None:  # its width, whatever --width-mult says: the weights must fit
-                width_mult = source.get_layer("s4_conv").filters / 32
-            model = build_locator(height, width, width_mult)
+            # a start's own width, whatever --width-mult says: its weights must fit
+            model = build_locator(height, width, width_mult if source is None else width_mult_of(source))
             if source is not None:
                 model.set_weights(source.get_weights())
                 log.info("starting from the weights of %s", init)
+        width_mult = width_mult_of(model)
         compile_for(model, epochs)
         state = {"epoch": 0, "height": height, "width": width, "width_mult": width_mult, "n_train": len(images),
                  "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
