@@ -22,7 +22,14 @@ MARGIN = (0.3, 1.5)  # margin on each side, in digit heights
 
 def frame_loosely(img: np.ndarray, rng: np.random.Generator, families=FAMILIES, digits: bool = True,
                   margin: tuple[float, float] = MARGIN) -> np.ndarray:
-    """``img`` (a crop around a number, uint8 grey or RGB) with loose margins and clutter of ``families``.
+    """``img`` (a crop around a number, uint8 grey or RGB) with loose margins and clutter of ``families``
+    (``frame_loosely_boxed`` without the box)."""
+    return frame_loosely_boxed(img, rng, families, digits, margin)[0]
+
+
+def frame_loosely_boxed(img: np.ndarray, rng: np.random.Generator, families=FAMILIES, digits: bool = True,
+                        margin: tuple[float, float] = MARGIN) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """(``img`` framed loosely, where ``img`` lies in it as x, y, w, h): the locator learns that box.
 
     The digit height is taken as ~80 % of the crop's; margins of ``margin`` digit heights go on every
     side, filled with a housing (the crop's own edge colour or another material). ``digits=False``
@@ -58,7 +65,7 @@ def frame_loosely(img: np.ndarray, rng: np.random.Generator, families=FAMILIES, 
             continue
         ADDERS[family](canvas, rng, box if family != "photo" else inner, dh, housing)
     out = np.clip(canvas, 0, 255).astype(np.uint8)
-    return effects.camera(out, rng, rng.uniform(0.0, 0.3))
+    return effects.camera(out, rng, rng.uniform(0.0, 0.3)), (int(ml), int(mt), int(w), int(h))
 
 
 def iter_framed(split: str, rng: np.random.Generator, base: str = "rendered,meter-strips",

@@ -16,6 +16,7 @@ import numpy as np
 
 from trainer import effects
 from trainer.cluttered import KINDS, cluster_scene, meter_scene, watermark
+from trainer.framing import frame_loosely_boxed
 from trainer.house_scene import house_scene
 
 CLUTTERED_KINDS = (*KINDS, "house")  # every kind ``cluttered_frame`` draws
@@ -108,7 +109,7 @@ def paste(frame: np.ndarray, crop: np.ndarray, rng: np.random.Generator, log_siz
 def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int] = (480, 640), difficulty: str = "full",
                       log_size: bool = False, strips: float = 0.0, empty_rate: float = EMPTY_RATE,
                       plain_rate: float = 0.0, cluttered: float = 0.0, cluttered_kinds: tuple[str, ...] = KINDS,
-                      cluttered_empty: float = 0.0):
+                      cluttered_empty: float = 0.0, framed: float = 0.0):
     """Endless (frame RGB uint8 [h, w, 3], label, box (x, y, w, h) or None) for the locator.
 
     ``strips`` is the share of numbers that are real meter strips (photos of the split's own meters)
@@ -119,6 +120,9 @@ def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int
     nothing for it, so the default streams stay as they were. ``cluttered_kinds`` picks among
     ``CLUTTERED_KINDS`` (``"house"``: ``trainer.house_scene``); ``cluttered_empty`` is the
     share of cluttered scenes drawn without their wanted number (negatives full of other numerals).
+    ``framed`` is the share of frames that are a number crop framed loosely (``trainer.framing``, every
+    clutter family), the image a user's loose ROI or an already-cropped photo gives ``digitcam read``:
+    the locator must box the number inside it, not the bezel or a scale numeral.
     """
     h, w = size
     renderer = Renderer(difficulty, empty_rate=0.0, colour=True, split=split)  # val/test: held-out font families
@@ -134,6 +138,11 @@ def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int
         return renderer.sample(rng)
 
     while True:
+        if framed > 0 and rng.random() < framed:  # drawn only then: default streams stay as they were
+            crop, label = number(rng)
+            image, box = frame_loosely_boxed(crop, rng)
+            yield (cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image), label, box
+            continue
         frame = background(rng, h, w)
         if cluttered > 0 and rng.random() < cluttered:  # drawn only then: default streams stay as they were
             empty = cluttered_empty > 0 and rng.random() < cluttered_empty

@@ -88,3 +88,14 @@ def test_house_fronts_come_in_portrait_and_landscape():
     assert shapes == {(480, 640, 3), (640, 480, 3)}
     for frame, label, (x, y, w, h) in scenes:
         assert label.isdigit() and x + w <= frame.shape[1] and y + h <= frame.shape[0]
+
+
+def test_framed_crops_come_as_whole_frames_with_the_number_boxed_and_are_off_by_default():
+    scenes = list(itertools.islice(iter_scenes("train", 7, framed=1.0), 8))
+    for frame, label, (x, y, w, h) in scenes:
+        assert frame.ndim == 3 and frame.shape[2] == 3 and label.isdigit()
+        assert 0 < x and 0 < y and x + w < frame.shape[1] and y + h < frame.shape[0]  # margins on every side
+        assert frame.shape[0] < 480  # a crop, not a camera frame
+    default = [(f.tobytes(), b) for f, _, b in itertools.islice(iter_scenes("val", 3), 6)]
+    off = [(f.tobytes(), b) for f, _, b in itertools.islice(iter_scenes("val", 3, framed=0.0), 6)]
+    assert default == off

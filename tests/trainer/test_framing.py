@@ -62,3 +62,13 @@ def test_margin_range_is_checked_and_honoured():
     snug = [img for img, _ in itertools.islice(iter_samples("framed", "val", 3, base="rendered", margin=[0.0, 0.1]), 8)]
     loose = [img for img, _ in itertools.islice(iter_samples("framed", "val", 3, base="rendered"), 8)]
     assert all(s.shape[0] < lo.shape[0] for s, lo in zip(snug, loose))
+
+
+def test_the_boxed_frame_says_where_the_number_is():
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        out, (x, y, w, h) = framing.frame_loosely_boxed(_crop(), rng, families=())
+        assert (w, h) == (120, 40)  # the crop itself, not the housing round it
+        assert x >= 0.3 * 32 - 1 and y >= 0.3 * 32 - 1 and x + w <= out.shape[1] and y + h <= out.shape[0]
+        inside = out[y : y + h, x : x + w].astype(float)
+        assert np.corrcoef(inside.ravel(), _crop().astype(float).ravel())[0, 1] > 0.8  # the ink columns are there
