@@ -8,7 +8,8 @@ Sets: ``framed:<split>`` (rendered numbers in held-out font families and real st
 with loose margins and clutter of every family) and the identical numbers without framing
 (``tight=true``). Ways to read: the whole crop as the model's input (``whole``), and through the
 locator with each candidate ``WHOLE_FRAME_COVER`` (a box covering at least that share of the image is
-read as the whole image; ``never`` always reads the located box). Choose the rule on ``--split val``;
+read as the whole image; ``never`` always reads the located box), with ``digitcam read``'s candidate
+score gate (``--min-score``, ``device.choose.NO_NUMBER_BELOW``). Choose the rule on ``--split val``;
 report it on ``test``. Prints a markdown table, then one summary line.
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from device import locate  # noqa: E402
+from device.choose import NO_NUMBER_BELOW  # noqa: E402
 from device.reader import FrameReader  # noqa: E402
 from device.recognize import Recognizer  # noqa: E402
 from trainer.sources import iter_samples  # noqa: E402
@@ -39,12 +41,15 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--covers", default="0.4,0.6,0.8,never")
     parser.add_argument("--quick", action="store_true", help="40 samples, one cover")
+    parser.add_argument("--locator", type=Path, default=None, help="locator .tflite (default: the bundled one)")
+    parser.add_argument("--min-score", type=float, default=NO_NUMBER_BELOW,
+                        help="a located candidate scoring less reads no number (default: digitcam read's)")
     args = parser.parse_args(argv)
     n = 40 if args.quick else args.n
     covers = ["0.4"] if args.quick else args.covers.split(",")
     sets = {name: list(itertools.islice(iter_samples("framed", args.split, VAL_SEED, tight=tight), n))
             for name, tight in (("framed", False), ("tight", True))}
-    locator = locate.default_locator()
+    locator = locate.default_locator(args.locator)
     default_cover = locate.WHOLE_FRAME_COVER
     print(f"| model | read as | framed:{args.split} | tight | gap |")
     print("|---|---|---:|---:|---:|")
@@ -52,7 +57,7 @@ def main(argv=None) -> int:
     for path in args.models.split(","):
         recognizer = Recognizer(path)
         ways = [("whole", FrameReader(recognizer), None)]
-        ways += [(f"located, cover {c}", FrameReader(recognizer, locator), c) for c in covers]
+        ways += [(f"located, cover {c}", FrameReader(recognizer, locator, args.min_score), c) for c in covers]
         for label, reader, cover in ways:
             locate.WHOLE_FRAME_COVER = default_cover if cover is None else (
                 float("inf") if cover == "never" else float(cover))

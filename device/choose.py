@@ -34,6 +34,12 @@ class Rule:
 
 DEFAULT_RULE = Rule()
 
+# ``digitcam read``: a chosen candidate that scores less than this reads no number. A false box on letter
+# clutter reads a short, unsure number off a weak peak; the wanted one scores higher. Chosen on
+# validation scenes (``python -m trainer.choose_rule ... --rule 1,4,0.5 --floor 0.5 --k 4``, docs/LOCATOR.md):
+# the highest gate that costs at most half a point of right numbers on the scenes with one.
+NO_NUMBER_BELOW = 0.35
+
 
 def choose(peaks, readings: list[Reading], rule: Rule = DEFAULT_RULE) -> int:
     """The index of the candidate to report: the best score, the strongest peak on a tie (and when none

@@ -72,6 +72,7 @@ def roi_arg(text: str) -> tuple[int, int, int, int]:
 
 
 def cmd_read(args) -> int:
+    from device.choose import NO_NUMBER_BELOW
     from device.oneshot import read_images
     from device.recognize import Recognizer
 
@@ -84,7 +85,7 @@ def cmd_read(args) -> int:
     failed = 0
     for result in read_images(
         recognizer, args.images, use_locator=not args.no_locate, locator=locator, annotate_dir=args.annotate,
-        min_confidence=args.min_confidence, roi=args.roi,
+        min_confidence=args.min_confidence, roi=args.roi, min_score=NO_NUMBER_BELOW if args.min_score is None else args.min_score,
     ):
         failed += "error" in result
         if args.json:
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", type=Path, default=None, metavar="DIR", help="write each image with box and number drawn")
     p.add_argument("--min-confidence", type=confidence_arg, default=0.0, metavar="P",
                    help="report no number (null) when the reading is less sure than P, 0..1 (default 0: always report)")
+    p.add_argument("--min-score", type=confidence_arg, default=None, metavar="S",
+                   help="report no number when the located number's candidate score (detector peak x confidence "
+                        "x counter length) is below S, 0..1 (default: the value chosen on validation scenes)")
     p.add_argument("--roi", type=roi_arg, default=None, metavar="X,Y,W,H",
                    help="look for the number only in this rough region of each image (pixels)")
     p.add_argument("--threads", type=int, default=1)

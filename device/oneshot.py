@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from device.choose import NO_NUMBER_BELOW
 from device.errors import DigitcamError
 from device.images import load_image_reduced
 from device.reader import FrameReader
@@ -22,18 +23,20 @@ READ_MIN_SIDE = 720
 
 
 def read_image(recognizer, path: str, use_locator: bool = True, locator=None, annotate_dir: Path | None = None,
-               min_confidence: float = 0.0, roi=None, min_side: int = READ_MIN_SIDE) -> dict:
+               min_confidence: float = 0.0, roi=None, min_side: int = READ_MIN_SIDE,
+               min_score: float = NO_NUMBER_BELOW) -> dict:
     """One image path -> result dict; a bad image yields an ``error`` entry instead of raising.
 
     ``roi`` (x, y, w, h in the file's pixels) limits the search to that region (without the locator it is
     the crop). A reading less sure than ``min_confidence`` reports no number (``value`` null, no digits,
-    its confidence kept), as a daemon sensor with that ``min_confidence`` would.
+    its confidence kept), as a daemon sensor with that ``min_confidence`` would; so does a located number
+    whose candidate score (``device.choose``) is below ``min_score``.
     """
     try:
         frame, factor = load_image_reduced(path, min_side)
     except DigitcamError as exc:
         return {"image": path, "error": str(exc)}
-    reader = FrameReader(recognizer, locator if use_locator else None)
+    reader = FrameReader(recognizer, locator if use_locator else None, min_score)
     scaled_roi = None if roi is None else tuple(int(v) // factor for v in roi)
     try:
         found = reader.read_candidates(frame, scaled_roi)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from device.boxes import Box, clip_box, crop, whole_frame
-from device.choose import choose
+from device.choose import DEFAULT_RULE, choose
 from device.contract import Reading
 from device.locate import Candidate
 from device.smooth import Smoother
@@ -78,14 +78,16 @@ class Found:
     candidates: list[Reading]
     peaks: list[float]
     ms: float
+    score: float = 1.0  # the chosen candidate's ``device.choose`` score
 
 
 class FrameReader:
     """A recognizer and an optional locator, and the one way to read numbers in a frame with them."""
 
-    def __init__(self, recognizer, locator=None):
+    def __init__(self, recognizer, locator=None, min_score: float = 0.0):
         self.recognizer = recognizer
         self.locator = locator
+        self.min_score = min_score  # a located candidate scoring less reads no number (digitcam read)
         self._fixed: dict = {}  # (sensor name, frame size) -> its fixed box
 
     # ---- one number in one image (digitcam read, bench, the locator trainer) --------------------------
@@ -108,7 +110,8 @@ class FrameReader:
         """Every candidate box the locator finds (inside ``roi``, if given), all in one recognizer call
         (``_choose``); ``device.choose`` picks the Reading to report. No candidate: the no-number
         Reading. Without a locator the roi (else the whole frame) is the one candidate. An roi is cut to
-        the frame; one wholly outside it is a ValueError.
+        the frame; one wholly outside it is a ValueError. A located choice scoring below ``min_score``
+        reads no number (its box and confidence kept).
         """
         if roi is not None:
             roi = clip_box(roi, frame.shape)
@@ -116,7 +119,10 @@ class FrameReader:
                 raise ValueError(f"the roi lies outside the {frame.shape[1]}x{frame.shape[0]} image")
         if self.locator is None:
             return self._choose(frame, [Candidate(roi or whole_frame(frame), 1.0)])
-        return self._choose(frame, self.locator.candidates(frame, roi))
+        found = self._choose(frame, self.locator.candidates(frame, roi))
+        if found.candidates and found.score < self.min_score:
+            found = replace(found, reading=replace(found.reading, value=None, digits=[]))
+        return found
 
     def _choose(self, frame: np.ndarray, candidates: list[Candidate]) -> Found:
         """All candidates in one recognizer call, the strongest through every view, the others through the
@@ -127,7 +133,8 @@ class FrameReader:
         peaks = [c.score for c in candidates]
         jobs = [(c.box, self._views(c.box, frame.shape)[: None if i == 0 else 1]) for i, c in enumerate(candidates)]
         readings, _, ms = self._read(frame, jobs)
-        return Found(readings[choose(peaks, readings)], readings, peaks, ms)
+        pick = choose(peaks, readings)
+        return Found(readings[pick], readings, peaks, ms, DEFAULT_RULE.score(peaks[pick], readings[pick]))
 
     def search(self, frame: np.ndarray, roi: Box | None = None) -> Box | None:
         """The daemon's locator search: the box ``read_candidates`` would choose (None: no number).

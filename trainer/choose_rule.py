@@ -67,8 +67,9 @@ def collect(locator_path: Path, recognizer, scenes) -> list[dict]:
     return out
 
 
-def outcome(record: dict, rule: Rule, floor: float, k: int) -> tuple[str | None, tuple | None, float]:
-    """The (value, box, confidence) ``read_candidates`` would report with this rule, floor and k."""
+def outcome(record: dict, rule: Rule, floor: float, k: int, min_score: float = 0.0) -> tuple[str | None, tuple | None, float]:
+    """The (value, box, confidence) ``read_candidates`` would report with this rule, floor and k; a chosen
+    candidate whose rule score is below ``min_score`` reports no number."""
     from device.contract import Reading
 
     cands = [c for c in record["candidates"] if c[1] >= floor][:k]
@@ -76,6 +77,8 @@ def outcome(record: dict, rule: Rule, floor: float, k: int) -> tuple[str | None,
         return None, None, 0.0
     readings = [Reading(value=v, confidence=conf, box=b) for b, _, v, conf in cands]
     pick = choose([c[1] for c in cands], readings, rule)
+    if rule.score(cands[pick][1], readings[pick]) < min_score:
+        return None, None, 0.0
     return readings[pick].value, readings[pick].box, float(readings[pick].confidence)
 
 
@@ -111,6 +114,21 @@ def compare(sets: dict[str, list[dict]], rules=RULES, floors=FLOORS, ks=KS) -> d
         report["grid"].append(row)
     report["grid"].sort(key=lambda row: -row["mean_right"])
     return report
+
+
+MIN_SCORES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+
+
+def score_gates(sets: dict[str, list[dict]], rule: Rule, floor: float, k: int, gates=MIN_SCORES) -> list[dict]:
+    """One rule, floor and k with each ``min_score`` (a chosen candidate scoring less reads no number):
+    what each costs in right numbers against what it gains in nulls on scenes without one."""
+    rows = []
+    for gate in gates:
+        row = {"min_score": gate} | {name: rates(recs, lambda r: outcome(r, rule, floor, k, gate))
+                                     for name, recs in sets.items()}
+        row["mean_right"] = round(float(np.mean([row[name]["right"] for name in sets if name != "empty"])), 4)
+        rows.append(row)
+    return rows
 
 
 def rough_roi(box, frame_shape, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -178,6 +196,12 @@ def main(argv=None) -> int:
     print(f"{args.split}, {args.n} scenes per set; single box: " + ", ".join(
         f"{name} right {r['right']:.1%} iou>=0.7 {r['iou_ge_0.7']:.1%} null {r['empty_null']} (gated {r['empty_null_gated']})"
         for name, r in report["single_box"].items()))
+    if args.rule and args.floor is not None and args.k:
+        report["min_score"] = score_gates(sets, args.rule, args.floor, args.k)
+        for row in report["min_score"]:
+            print(f"min_score {row['min_score']}: mean right {row['mean_right']:.1%}  " + ", ".join(
+                f"{name} {row[name]['right']:.1%}" if name != "empty" else f"empty null {row[name]['empty_null']:.1%}"
+                for name in sets))
     for row in report["grid"][: args.top]:
         print(f"rule {row['rule']} floor {row['floor']} k {row['k']}: mean {row['mean_right']:.1%}  " + ", ".join(
             f"{name} {row[name]['right']:.1%} (iou {row[name]['iou_ge_0.7']:.1%}, null {row[name]['empty_null']}, "

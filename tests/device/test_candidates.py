@@ -179,6 +179,26 @@ def test_a_rough_roi_reads_the_number_as_a_tight_box_does(locator, recognizer):
         reader.find_and_read(np.zeros((100, 100, 3), np.uint8), (200, 200, 10, 10))
 
 
+@needs_model
+def test_a_located_choice_scoring_below_min_score_reads_no_number_but_keeps_its_box(locator, recognizer):
+    pytest.importorskip("trainer.scenes")
+    from trainer.sources import iter_scenes
+
+    reader = FrameReader(recognizer, locator)
+    frame, found = next((f, found) for f, label, b in iter_scenes("test", 78) if b is not None
+                        for found in [reader.read_candidates(f)] if found.reading.value == label)
+    chosen = found.candidates.index(found.reading)
+    assert found.score == pytest.approx(DEFAULT_RULE.score(found.peaks[chosen], found.reading)) and found.score > 0
+    gated = FrameReader(recognizer, locator, min_score=found.score + 1e-6).read_candidates(frame).reading
+    assert gated.value is None and gated.digits == [] and gated.box == found.reading.box
+    assert gated.confidence == found.reading.confidence
+    assert FrameReader(recognizer, locator, min_score=found.score).read_candidates(frame).reading == found.reading
+    # without a locator the region is the crop as it is: nothing to gate on
+    box = found.reading.box
+    assert FrameReader(recognizer, None, min_score=2.0).read_candidates(frame, box).reading == \
+        FrameReader(recognizer, None).read_candidates(frame, box).reading
+
+
 # ---- digitcam read ---------------------------------------------------------------------------------------
 
 
