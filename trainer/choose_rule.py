@@ -191,13 +191,14 @@ def main(argv=None) -> int:
     if args.roi:
         report["roi"] = {name: roi_reads(args.locator, recognizer, scenes) for name, scenes in all_scenes.items() if name != "empty"}
         print("rough ROI vs tight box: " + json.dumps(report["roi"]))
-    if args.output:
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{args.split}, {args.n} scenes per set; single box: " + ", ".join(
         f"{name} right {r['right']:.1%} iou>=0.7 {r['iou_ge_0.7']:.1%} null {r['empty_null']} (gated {r['empty_null_gated']})"
         for name, r in report["single_box"].items()))
     if args.rule and args.floor is not None and args.k:
         report["min_score"] = score_gates(sets, args.rule, args.floor, args.k)
+    if args.output:
+        args.output.write_text(json.dumps(report, indent=2) + "\n")
+    if "min_score" in report:
         for row in report["min_score"]:
             print(f"min_score {row['min_score']}: mean right {row['mean_right']:.1%}  " + ", ".join(
                 f"{name} {row[name]['right']:.1%}" if name != "empty" else f"empty null {row[name]['empty_null']:.1%}"
