@@ -5,8 +5,9 @@ frame, screws, brackets, dial arcs with ticks and smaller scale numerals, sticke
 scripts, glare and droplets. A model trained on tight crops reads a bracket as a leading 1 and appends
 the scale numerals. ``frame_loosely`` puts any source's crop (the number, labelled with the main number
 only) into such surroundings, a housing with clutter of the families in ``trainer.surroundings``;
-everything added stays off the number's own box except the photo faults. ``iter_framed`` is the
-``framed`` source.
+everything added stays off the number's own box except the photo faults. The ``framed`` source
+built on it is ``trainer.framed_source`` (kept apart so scenes can frame crops without importing the
+source registry).
 """
 
 from __future__ import annotations
@@ -66,33 +67,3 @@ def frame_loosely_boxed(img: np.ndarray, rng: np.random.Generator, families=FAMI
         ADDERS[family](canvas, rng, box if family != "photo" else inner, dh, housing)
     out = np.clip(canvas, 0, 255).astype(np.uint8)
     return effects.camera(out, rng, rng.uniform(0.0, 0.3)), (int(ml), int(mt), int(w), int(h))
-
-
-def iter_framed(split: str, rng: np.random.Generator, base: str = "rendered,meter-strips",
-                families=FAMILIES, tight: bool = False, margin=MARGIN):
-    """The ``framed`` source: crops of ``base`` sources (comma-separated, drawn in turn) framed loosely.
-
-    ``tight=True`` gives the very same numbers without the framing (the same random stream), so the
-    cost of loose framing is measured on identical numbers. ``families`` picks the clutter, e.g. one
-    family alone for a leave-one-family-out test, or all but one for its training run. ``margin`` is the
-    (low, high) range of each side's margin in digit heights (a located box is tighter than a user's ROI).
-    """
-    from trainer.sources import iter_samples, make_rng
-
-    families = check_families(families if not isinstance(families, str) else families.split(","))
-    lo, hi = (float(v) for v in margin)
-    if not 0.0 <= lo <= hi <= 4.0:
-        raise ValueError(f"framed margin {list(margin)}: want [low, high] digit heights with 0 <= low <= high <= 4")
-    names = [b for b in base.split(",") if b]
-    seed = int(rng.integers(2**31))
-    streams = [iter_samples(name, split, seed) for name in names]
-    frame_rng = make_rng("framed", split, seed)
-    i = 0
-    while True:
-        try:
-            img, label = next(streams[i % len(streams)])
-        except StopIteration:
-            return
-        child = np.random.default_rng(frame_rng.integers(2**63))
-        i += 1
-        yield (img if tight else frame_loosely(img, child, families, digits=bool(label), margin=(lo, hi))), label

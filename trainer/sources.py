@@ -28,7 +28,7 @@ SOURCES = {
     "meters": "trainer.meters:iter_meter_digits",
     "meter-strips": "trainer.meters:iter_meter_strips",
     "svhn": "trainer.svhn:iter_svhn",
-    "framed": "trainer.framing:iter_framed",
+    "framed": "trainer.framed_source:iter_framed",
     "meter-midroll": "trainer.meters:iter_midroll_digits",
 }
 
