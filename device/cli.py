@@ -245,6 +245,8 @@ def add_locator_parser(p: argparse.ArgumentParser) -> None:
                    help="share of the cluttered scenes drawn without their wanted number (negatives)")
     q.add_argument("--framed", type=float, default=0.0,
                    help="share of frames that are a number crop framed loosely (a loose ROI, a cropped photo)")
+    q.add_argument("--framed-empty", type=float, default=0.0,
+                   help="share of the framed frames whose crop holds no number (negatives)")
     q.set_defaults(func=_trainer("trainer.locator.cli", needs_tf=False))
     q = lsub.add_parser("export", help="a run's last.keras -> full-int8 locator .tflite with its manifest")
     q.add_argument("run", type=Path)

@@ -116,7 +116,7 @@ def compare(sets: dict[str, list[dict]], rules=RULES, floors=FLOORS, ks=KS) -> d
     return report
 
 
-MIN_SCORES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
+MIN_SCORES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 
 
 def score_gates(sets: dict[str, list[dict]], rule: Rule, floor: float, k: int, gates=MIN_SCORES) -> list[dict]:

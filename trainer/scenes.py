@@ -109,7 +109,7 @@ def paste(frame: np.ndarray, crop: np.ndarray, rng: np.random.Generator, log_siz
 def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int] = (480, 640), difficulty: str = "full",
                       log_size: bool = False, strips: float = 0.0, empty_rate: float = EMPTY_RATE,
                       plain_rate: float = 0.0, cluttered: float = 0.0, cluttered_kinds: tuple[str, ...] = KINDS,
-                      cluttered_empty: float = 0.0, framed: float = 0.0):
+                      cluttered_empty: float = 0.0, framed: float = 0.0, framed_empty: float = 0.0):
     """Endless (frame RGB uint8 [h, w, 3], label, box (x, y, w, h) or None) for the locator.
 
     ``strips`` is the share of numbers that are real meter strips (photos of the split's own meters)
@@ -122,10 +122,13 @@ def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int
     share of cluttered scenes drawn without their wanted number (negatives full of other numerals).
     ``framed`` is the share of frames that are a number crop framed loosely (``trainer.framing``, every
     clutter family), the image a user's loose ROI or an already-cropped photo gives ``digitcam read``:
-    the locator must box the number inside it, not the bezel or a scale numeral.
+    the locator must box the number inside it, not the bezel or a scale numeral. ``framed_empty`` is the
+    share of those framed frames whose crop holds no number (a blank window or plate in the same
+    housing and clutter): without them the locator learns that a framed middle is always a number.
     """
     h, w = size
     renderer = Renderer(difficulty, empty_rate=0.0, colour=True, split=split)  # val/test: held-out font families
+    blank_renderer = Renderer(difficulty, empty_rate=1.0, colour=True, split=split) if framed_empty > 0 else None
     real = None
     if strips > 0:
         from trainer.meters import iter_meter_strips
@@ -139,9 +142,10 @@ def iter_scene_frames(split: str, rng: np.random.Generator, size: tuple[int, int
 
     while True:
         if framed > 0 and rng.random() < framed:  # drawn only then: default streams stay as they were
-            crop, label = number(rng)
-            image, box = frame_loosely_boxed(crop, rng)
-            yield (cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image), label, box
+            blank = framed_empty > 0 and rng.random() < framed_empty
+            crop, label = blank_renderer.sample(rng) if blank else number(rng)
+            image, box = frame_loosely_boxed(crop, rng, digits=not blank)
+            yield (cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image), label, (None if blank else box)
             continue
         frame = background(rng, h, w)
         if cluttered > 0 and rng.random() < cluttered:  # drawn only then: default streams stay as they were

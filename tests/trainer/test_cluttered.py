@@ -99,3 +99,14 @@ def test_framed_crops_come_as_whole_frames_with_the_number_boxed_and_are_off_by_
     default = [(f.tobytes(), b) for f, _, b in itertools.islice(iter_scenes("val", 3), 6)]
     off = [(f.tobytes(), b) for f, _, b in itertools.islice(iter_scenes("val", 3, framed=0.0), 6)]
     assert default == off
+
+
+def test_framed_negatives_hold_no_number_and_no_box_and_leave_the_framed_stream_alone_when_off():
+    scenes = list(itertools.islice(iter_scenes("train", 7, framed=1.0, framed_empty=1.0), 6))
+    for frame, label, box in scenes:
+        assert label == "" and box is None and frame.ndim == 3 and frame.shape[0] < 480
+    mixed = [label for _, label, _ in itertools.islice(iter_scenes("train", 7, framed=1.0, framed_empty=0.5), 30)]
+    assert 5 < sum(label == "" for label in mixed) < 25
+    default = [(f.tobytes(), b) for f, _, b in itertools.islice(iter_scenes("train", 7, framed=1.0), 4)]
+    off = [(f.tobytes(), b) for f, _, b in itertools.islice(iter_scenes("train", 7, framed=1.0, framed_empty=0.0), 4)]
+    assert default == off

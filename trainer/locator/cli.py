@@ -24,7 +24,7 @@ def main(args) -> int:
                                    log_size=args.log_size, strips=args.strips, empty_rate=args.empty_rate,
                                    plain_rate=args.plain_rate, cluttered=args.cluttered,
                                    cluttered_kinds=scene_kinds(args.kinds), cluttered_empty=args.cluttered_empty,
-                                   framed=args.framed)
+                                   framed=args.framed, framed_empty=args.framed_empty)
         print(f"wrote {args.output} ({len(images)} scenes)")
         return 0
     if command == "export":

@@ -65,7 +65,8 @@ def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_
                    log_size: bool = False, strips: float = 0.0,
                    empty_rate: float | None = None, plain_rate: float = 0.0,
                    cluttered: float = 0.0, cluttered_kinds: tuple[str, ...] = KINDS,
-                   cluttered_empty: float = 0.0, framed: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                   cluttered_empty: float = 0.0, framed: float = 0.0,
+                   framed_empty: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` scenes as model inputs ``[n, h, w]`` uint8 and corners ``[n, 4]`` (NaN: no number); cached."""
     if cache is not None and cache.is_file():
         data = np.load(cache)
@@ -75,7 +76,7 @@ def make_scene_set(split: str, n: int, seed: int, height: int, width: int, zoom_
 
     rng = np.random.default_rng(seed + 17)
     options = {"plain_rate": plain_rate, "cluttered": cluttered, "cluttered_kinds": cluttered_kinds,
-               "cluttered_empty": cluttered_empty, "framed": framed} | ({} if empty_rate is None else {"empty_rate": empty_rate})
+               "cluttered_empty": cluttered_empty, "framed": framed, "framed_empty": framed_empty} | ({} if empty_rate is None else {"empty_rate": empty_rate})
     images = np.zeros((n, height, width), np.uint8)
     corners = np.zeros((n, 4), np.float32)
     started = time.monotonic()
