@@ -80,7 +80,7 @@ def scan(folder: Path) -> list[Crop]:
 
 
 def read_crop(crop: Crop | Path) -> np.ndarray:
-    """The stored crop as the model's uint8 input [32, 128]; a damaged file is a one-line CropError."""
+    """The stored crop as the model's uint8 input [height, width]; a damaged file is a one-line CropError."""
     import cv2
 
     path = crop.path if isinstance(crop, Crop) else Path(crop)

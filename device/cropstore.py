@@ -1,8 +1,8 @@
 """The crop store: a sensor collects its own training crops, labelled by the values it accepted.
 
 A meter is one camera on one set of wheels for years; the daemon's own accepted readings say what each
-crop showed. With ``collect = true`` a sensor keeps the recognizer's prepared input crops (uint8 32x128,
-``device.contract.prepare_crop``) in ``<state_dir>/crops/<sensor>/``, for ``digitcam adapt``:
+crop showed. With ``collect = true`` a sensor keeps the recognizer's prepared input crops (uint8, at the input
+size of the model that reads the sensor, ``device.contract.prepare_crop``) in ``<state_dir>/crops/<sensor>/``, for ``digitcam adapt``:
 
 * **Labels only from accepted values** (``device/crop_labels.py``): a crop is labelled with the value
   accepted while it was seen only when the values before and after agree; crops below ``min_confidence``
@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from device.contract import Reading, prepare_crop
+from device.contract import InputSpec, Reading, prepare_crop
 from device.crop_files import KINDS, Crop, CropError, check_label, relabel_file, scan
 from device.crop_folder import CropStore
 from device.crop_labels import Collector
@@ -60,8 +60,10 @@ class CropCollection:
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE)
         self._thread: threading.Thread | None = None  # started by the first collecting sensor
 
-    def observe(self, sensor, reading: Reading, decision, frame, frame_no: int, view_box=None) -> None:
-        """One sensor's frame (called only for ``collect = true`` sensors): label, and queue what is known."""
+    def observe(self, sensor, reading: Reading, decision, frame, frame_no: int, view_box=None,
+                spec: InputSpec = InputSpec()) -> None:
+        """One sensor's frame (called only for ``collect = true`` sensors): label, and queue what is known;
+        the crop is prepared as ``spec``, the input of the model that reads this sensor."""
         cfg = sensor.config
         limit = int(float(getattr(cfg, "collect_max_mb", 20.0)) * 1024 * 1024)
         collector = self.collectors.get(cfg.name)
@@ -79,7 +81,7 @@ class CropCollection:
 
         value = getattr(sensor.smoother, "value", None)
         ready = collector.observe(frame_no, self.clock(), reading, value, decision,
-                                  lambda: prepare_crop(cut(frame, box)))
+                                  lambda: prepare_crop(cut(frame, box), spec))
         for item in ready:
             self._put((cfg.name, limit, item))
 
@@ -89,11 +91,14 @@ class CropCollection:
         except queue.Full:
             self.dropped += 1
 
-    def observe_frame(self, sensors, readings, decisions, frame, frame_no: int, reader) -> None:
-        """The service's hook: every ``collect = true`` sensor's reading of this frame, with the crop it read."""
+    def observe_frame(self, sensors, readings, decisions, frame, frame_no: int, reader, own_models=None) -> None:
+        """The service's hook: every ``collect = true`` sensor's reading of this frame, with the crop it read
+        (``own_models``: the SensorReaders whose recognizer reads a sensor with its own model)."""
         for sensor, reading, decision in zip(sensors, readings, decisions):
             if getattr(sensor.config, "collect", False):
-                self.observe(sensor, reading, decision, frame, frame_no, view_box(reader, sensor, reading, frame.shape))
+                read_by = own_models.reader_for(sensor, reader) if own_models is not None else reader
+                self.observe(sensor, reading, decision, frame, frame_no, view_box(reader, sensor, reading, frame.shape),
+                             getattr(read_by.recognizer, "spec", InputSpec()))
 
     def report(self) -> dict:
         """The stats topic's ``crops``: per sensor its counts and bytes, plus crops lost."""

@@ -30,6 +30,10 @@ class SensorReaders:
         """The ``model`` field of this sensor's payloads."""
         return self.models.get(getattr(sensor.config, "model", ""), default)
 
+    def reader_for(self, sensor, default):
+        """The FrameReader that reads ``sensor``: its own model's, else ``default``."""
+        return self.readers.get(getattr(sensor.config, "model", ""), default)
+
     def read_sensors(self, reader, frame, sensors, frame_no: int, track: bool = True):
         """Like ``FrameReader.read_sensors``: a Reading per sensor in order, and the ms of all calls."""
         groups: dict = {}

@@ -153,7 +153,8 @@ class Service:
             if decision is not None:
                 self.publish(sensor, decision.reading, decision.flags)
         if self.crops is not None:
-            self.crops.observe_frame(self.sensors, readings, decisions, frame, self.frame_no, self.reader)
+            self.crops.observe_frame(self.sensors, readings, decisions, frame, self.frame_no, self.reader,
+                                    self.own_models)
         self._meter_signals(readings, now)
         if self.web is not None:
             self.web.frame(frame, self.frame_no, self.sensors, ms)

@@ -148,7 +148,7 @@ def adapt(crops_dir: Path, output: Path, model: Path | None = None, weights: Pat
         raise AdaptError(f"-o names the .tflite to write, not {output}")
     started = time.monotonic()
     net, manifest, base_tflite = base_model(model, weights)
-    crops, images, labels = collected(crops_dir)
+    crops, images, labels = collected(crops_dir, int(net.input.shape[1]), int(net.input.shape[2]))
     n_train = split_by_time(len(labels), holdout)
     steps = int(steps) if steps else default_steps(n_train)
     if steps < 1:

@@ -30,8 +30,12 @@ class AdaptError(DigitcamError):
     """Crops or a base model that cannot be adapted; the message says which and why."""
 
 
-def collected(crops_dir: Path):
-    """The labelled crops under ``crops_dir``, oldest first (a person's label is the one in the name)."""
+def collected(crops_dir: Path, height: int = 32, width: int = 128):
+    """The labelled crops under ``crops_dir``, oldest first (a person's label is the one in the name), as the
+    base model's ``height`` x ``width`` input. Crops stored for a model of another input size but the same
+    aspect (a store collected under 32x128, adapted at 40x160) are resized; others are skipped."""
+    import cv2
+
     from device.crop_files import CropError, read_crop, scan
 
     try:
@@ -45,13 +49,16 @@ def collected(crops_dir: Path):
         except CropError as exc:
             log.warning("skipped: %s", exc)
             continue
-        if image.shape != (32, 128):
-            log.warning("skipped %s: %dx%d, not the model's 32x128 input", c.path, image.shape[1], image.shape[0])
+        if image.shape[1] * height != image.shape[0] * width:
+            log.warning("skipped %s: %dx%d, not the shape of the model's %dx%d input", c.path, image.shape[1],
+                        image.shape[0], width, height)
             continue
+        if image.shape != (height, width):
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
         images.append(image[..., None])
         labels.append(c.label)
         kept.append(c)
-    return kept, np.array(images, np.uint8).reshape(-1, 32, 128, 1), labels
+    return kept, np.array(images, np.uint8).reshape(-1, height, width, 1), labels
 
 
 def split_by_time(n: int, holdout: float) -> int:

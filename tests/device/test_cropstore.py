@@ -264,6 +264,23 @@ def test_the_collection_writes_on_its_own_thread_and_reports_counts(tmp_path):
     again.close()
 
 
+def test_crops_are_stored_at_the_input_size_of_the_model_that_reads_the_sensor(tmp_path):
+    from device.contract import InputSpec
+
+    meter = Meter(confirm_s=10.0)
+    meter.set_value("000100", 0.0)
+    crops = CropCollection(tmp_path, clock=iter(float(t) for t in range(10 ** 6)).__next__)
+    frame = np.random.default_rng(0).integers(0, 255, (60, 200), dtype=np.uint8)
+    for i, value in enumerate(["000100"] * 40 + ["000101"] * 40 + ["000102"] * 5):
+        reading = r(value)
+        crops.observe(_Sensor(meter), reading, meter.update(reading, float(i + 1)), frame, i,
+                      spec=InputSpec(height=40, width=160))
+    assert crops.flush()
+    stored = scan(tmp_path / "crops" / "water")
+    assert stored and all(read_crop(c).shape == (40, 160) for c in stored)
+    crops.close()
+
+
 # ---- the real daemon and the command line ---------------------------------------------------------------
 
 

@@ -103,3 +103,18 @@ def test_judge_allows_a_point_on_validation_sets_and_nothing_on_the_held_out_cro
     assert judge(before, {HELD_OUT: 90.0, "meters": 94.1}) == []
     assert judge(before, {HELD_OUT: 89.9, "meters": 99.0}) == ["held-out crops 89.90 % < base 90.00 %"]
     assert judge(before, {HELD_OUT: 95.0, "meters": 93.9}) == ["meters 93.90 % < base 95.00 % - 1"]
+
+
+def test_crops_stored_for_another_input_size_are_resized_to_the_base_model_s_when_the_shape_matches(tmp_path):
+    import numpy as np
+
+    from trainer.adapt_inputs import collected
+
+    store = CropStore(tmp_path / "water", max_bytes=10 ** 8)
+    rng = np.random.default_rng(0)
+    store.add(rng.integers(0, 255, (32, 128), dtype=np.uint8), "4711", AUTO, at=1000.0)  # an older model's size
+    store.add(rng.integers(0, 255, (40, 160), dtype=np.uint8), "4712", AUTO, at=1001.0)  # the base model's
+    store.add(rng.integers(0, 255, (32, 96), dtype=np.uint8), "4713", AUTO, at=1002.0)  # another shape: skipped
+    kept, images, labels = collected(tmp_path, 40, 160)
+    assert images.shape == (2, 40, 160, 1) and labels == ["4711", "4712"]
+    assert [c.label for c in kept] == labels
