@@ -303,7 +303,10 @@ def test_a_real_daemon_collects_crops_that_crops_list_label_and_export_handle(tm
     labelled = [c for c in stored if c.label is not None]
     assert len(labelled) >= 3, daemon.log()
     assert {c.label for c in labelled} == {"4711", "629", "80125"}  # number mode: each stayed accepted
-    assert all(read_crop(c).shape == (32, 128) for c in stored)
+    from device.recognize import Recognizer
+
+    spec = Recognizer(model).spec  # crops are the model's own input size
+    assert all(read_crop(c).shape == (spec.height, spec.width) for c in stored)
 
     listed = support.run_cli("crops", "list", config, "--json")
     assert listed.returncode == 0, listed.stderr
