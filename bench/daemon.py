@@ -79,6 +79,7 @@ def run(args) -> dict:
         tmp = Path(tmp)
         video, box = make_video(tmp / "counter.mp4", args.numbers, args.hold)
         broker, port = start_broker(tmp)
+        page = None  # set before anything can fail, so the cleanup below does not hide the error
         try:
             sensor = f"locate = true\nlocate_every = {args.locate_every}" if args.locate else f"roi = {list(box)}"
             web = f"enabled = true\nport = {free_port()}\nfps = {args.viewer_fps}" if args.viewer else ""
@@ -193,7 +194,8 @@ def summary_line(r: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=None, help="int8 .tflite (default: the bundled one)")
+    parser.add_argument("--model", type=lambda p: Path(p).resolve(), default=None,
+                        help="int8 .tflite (default: the bundled one); relative to the current directory")
     parser.add_argument("--duration", type=float, default=600.0, help="seconds the daemon runs in all")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before the first RSS and frame count")
     parser.add_argument("--numbers", type=int, default=30, help="counter values in the video")
