@@ -194,8 +194,7 @@ def summary_line(r: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=lambda p: Path(p).resolve(), default=None,
-                        help="int8 .tflite (default: the bundled one); relative to the current directory")
+    parser.add_argument("--model", type=Path, default=None, help="int8 .tflite (default: the bundled one)")
     parser.add_argument("--duration", type=float, default=600.0, help="seconds the daemon runs in all")
     parser.add_argument("--warmup", type=float, default=10.0, help="seconds before the first RSS and frame count")
     parser.add_argument("--numbers", type=int, default=30, help="counter values in the video")

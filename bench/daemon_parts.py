@@ -83,14 +83,15 @@ def write_config(directory: Path, model: Path, video: Path, port: int, sensor: s
     """The daemon's TOML, as a user would write it: one sensor (``sensor``: its roi or locate lines).
 
     ``camera`` and ``mqtt`` are extra lines for those tables, ``web`` the lines of a ``[web]`` table. ``min_confidence = 0`` so every change is
-    published whatever the model thinks of OpenCV's font. Shared with bench/soak.py.
+    published whatever the model thinks of OpenCV's font. Shared with bench/soak.py. ``model`` is written
+    absolute: the daemon resolves a relative path against the config's directory, not the caller's.
     """
     path = directory / "digitcam.toml"
     path.write_text(f"""
 [device]
 name = "{device}"
 state_dir = "{directory / 'state'}"
-model = "{model}"
+model = "{Path(model).resolve()}"
 {"" if threads is None else f"threads = {threads}"}
 
 [camera]
