@@ -9,10 +9,12 @@ share of the crops, by time, is never trained on: before / after accuracy there 
 
 Batch normalisation stays frozen: batches half of one meter would move the statistics every other meter
 relies on. The result goes through ``trainer.export.export_model`` (full int8, parity checked, calibrated;
-up to three calibration draws, since parity moves by a few tenths with the draw) and its
-manifest records the base model, the crops used and both accuracies. It is refused (``AdaptRefused``,
-exit 2, files removed) when it reads the held-out crops worse than the base, or any of the base's
-validation sets more than ``MAX_VAL_LOSS`` points worse.
+up to five calibration draws, since parity moves by a few tenths with the draw) and its
+manifest records the base model, the crops used and both accuracies. An int8 model that fails parity
+or reads a validation set worse is tried again nearer the base weights (the interpolation share steps
+down); it is refused (``AdaptRefused``, exit 2, files removed) when it reads the held-out crops worse
+than the base, when no share passes parity, or when any of the base's validation sets stays more than
+``MAX_VAL_LOSS`` points worse.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ EXPORT_ATTEMPTS = 5  # calibration draws tried before a parity failure stands
 
 
 class AdaptRefused(DigitcamError):
-    """The adapted model reads worse than the base; nothing was written."""
+    """The adapted model reads worse than the base, or no int8 version of it passes parity; nothing was written."""
 
 
 class ProgressBar:
@@ -178,13 +180,18 @@ def adapt(crops_dir: Path, output: Path, model: Path | None = None, weights: Pat
 
     tuned = [w.copy() for w in net.get_weights()]
     problems: list = []
+    from trainer.export import ParityError
+
     for a in [x for x in ALPHAS if x <= alpha]:  # int8 moves a weak set by a point: step back towards the base
         if a != alpha:
-            log.warning("int8 model at share %.2f reads worse than the base (%s); trying %.2f", alpha,
-                        "; ".join(problems), a)
+            log.warning("int8 model at share %.2f refused (%s); trying %.2f", alpha, "; ".join(problems), a)
             net.set_weights([a * t + (1 - a) * b for t, b in zip(tuned, base_weights)])
             alpha = a
-        fields = _export(net, output, config, images[:n_train], sets, manifest, seed, parity_points)
+        try:
+            fields = _export(net, output, config, images[:n_train], sets, manifest, seed, parity_points)
+        except ParityError as exc:  # weights nearer the base quantize as the base did
+            problems = [str(exc)]
+            continue
         after = {name: fields["metrics"][name]["int8"] for name in sets}
         problems = judge(before, after, max_val_loss)
         if not problems:
@@ -194,7 +201,9 @@ def adapt(crops_dir: Path, output: Path, model: Path | None = None, weights: Pat
         if any(p.startswith(HELD_OUT) for p in problems):
             break  # closer to the base reads this meter no better
     if problems:
-        raise AdaptRefused("adapted model not written, it reads worse than the base: " + "; ".join(problems))
+        why = "no share of the fine-tuned weights passes int8 parity" if problems[0].startswith("int8 parity") \
+            else "it reads worse than the base"
+        raise AdaptRefused(f"adapted model not written, {why}: " + "; ".join(problems))
     fields["adapted"] = {
         "base": {k: manifest.get(k) for k in ("name", "version", "sha256", "file")},
         "crops": {"folder": str(crops_dir), "used": n_train, "held_out": len(labels) - n_train,

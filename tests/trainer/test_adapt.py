@@ -118,3 +118,45 @@ def test_crops_stored_for_another_input_size_are_resized_to_the_base_model_s_whe
     kept, images, labels = collected(tmp_path, 40, 160)
     assert images.shape == (2, 40, 160, 1) and labels == ["4711", "4712"]
     assert [c.label for c in kept] == labels
+
+
+def test_a_share_that_fails_int8_parity_is_retried_nearer_the_base(tiny_model, tmp_path, monkeypatch):
+    import trainer.adapt
+    from trainer.export import ParityError
+
+    monkeypatch.setattr(trainer.adapt, "ALPHAS", (1.0, 0.5))
+    real_export, shares = trainer.adapt._export, []
+
+    def export_failing_first(net, *args):  # the first share's int8 model fails parity, as jvi's did
+        shares.append(len(shares))
+        if len(shares) == 1:
+            raise ParityError("int8 parity failed (more than 0.5 points lost): rendered int8 90.00 % vs float 91.00 %")
+        return real_export(net, *args)
+
+    monkeypatch.setattr(trainer.adapt, "_export", export_failing_first)
+    crops = store_crops(tmp_path / "crops", rendered("train", 80, 3))
+    out = tmp_path / "adapted.tflite"
+    adapt = trainer.adapt.adapt
+    adapt(crops, out, model=tiny_model, weights=weights_of(tiny_model), steps=30, val_sets=small_val(),
+          max_val_loss=100.0)
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert len(shares) == 2 and manifest["adapted"]["interpolation"] == 0.5
+    assert manifest["parity_checked"] is True
+
+
+def test_no_share_passing_parity_is_a_refusal_that_says_so(tiny_model, tmp_path, monkeypatch):
+    import trainer.adapt
+    from trainer.export import ParityError
+
+    monkeypatch.setattr(trainer.adapt, "ALPHAS", (1.0, 0.5))
+
+    def export_failing(net, *args):
+        raise ParityError("int8 parity failed (more than 0.5 points lost): rendered int8 90.00 % vs float 91.00 %")
+
+    monkeypatch.setattr(trainer.adapt, "_export", export_failing)
+    crops = store_crops(tmp_path / "crops", rendered("train", 80, 3))
+    out = tmp_path / "adapted.tflite"
+    with pytest.raises(trainer.adapt.AdaptRefused, match="no share of the fine-tuned weights passes int8 parity"):
+        trainer.adapt.adapt(crops, out, model=tiny_model, weights=weights_of(tiny_model), steps=30,
+                            val_sets=small_val(), max_val_loss=100.0)
+    assert not out.exists() and not out.with_suffix(".json").exists()
