@@ -121,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-confidence", type=confidence_arg, default=0.0, metavar="P",
                    help="report no number (null) when the reading is less sure than P, 0..1 (default 0: always report)")
     p.add_argument("--min-score", type=confidence_arg, default=None, metavar="S",
-                   help="report no number when the located number's candidate score (detector peak x confidence "
-                        "x counter length) is below S, 0..1 (default: the value chosen on validation scenes)")
+                   help="report no number when the located number's gate score (how likely it is a number at all, "
+                        "from detector peak, confidence and length) is below S, 0..1 (default: chosen on validation scenes)")
     p.add_argument("--roi", type=roi_arg, default=None, metavar="X,Y,W,H",
                    help="look for the number only in this rough region of each image (pixels)")
     p.add_argument("--threads", type=int, default=1)
@@ -206,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, default=None, help="a pre-rendered shard cache of the training mix")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--parity-points", type=float, default=None,
-                   help="int8 may lose this many points against float on a set (default 0.5, as export)")
+                   help="int8 may lose this many points against float on a set (default 1, what the base "
+                        "comparison allows)")
     p.set_defaults(func=_trainer("trainer.adapt"))
     return parser
 

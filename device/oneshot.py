@@ -30,7 +30,7 @@ def read_image(recognizer, path: str, use_locator: bool = True, locator=None, an
     ``roi`` (x, y, w, h in the file's pixels) limits the search to that region (without the locator it is
     the crop). A reading less sure than ``min_confidence`` reports no number (``value`` null, no digits,
     its confidence kept), as a daemon sensor with that ``min_confidence`` would; so does a located number
-    whose candidate score (``device.choose``) is below ``min_score``.
+    whose gate score (``device.choose.NumberGate``: is it a number at all) is below ``min_score``.
     """
     try:
         frame, factor = load_image_reduced(path, min_side)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from device.boxes import Box, clip_box, crop, whole_frame
-from device.choose import DEFAULT_RULE, choose
+from device.choose import DEFAULT_GATE, choose
 from device.contract import Reading
 from device.locate import Candidate
 from device.smooth import Smoother
@@ -78,7 +78,7 @@ class Found:
     candidates: list[Reading]
     peaks: list[float]
     ms: float
-    score: float = 1.0  # the chosen candidate's ``device.choose`` score
+    score: float = 1.0  # the chosen candidate's ``device.choose.DEFAULT_GATE`` score: is it a number at all
 
 
 class FrameReader:
@@ -87,7 +87,7 @@ class FrameReader:
     def __init__(self, recognizer, locator=None, min_score: float = 0.0):
         self.recognizer = recognizer
         self.locator = locator
-        self.min_score = min_score  # a located candidate scoring less reads no number (digitcam read)
+        self.min_score = min_score  # a located choice whose gate score is less reads no number (digitcam read)
         self._fixed: dict = {}  # (sensor name, frame size) -> its fixed box
 
     # ---- one number in one image (digitcam read, bench, the locator trainer) --------------------------
@@ -110,8 +110,8 @@ class FrameReader:
         """Every candidate box the locator finds (inside ``roi``, if given), all in one recognizer call
         (``_choose``); ``device.choose`` picks the Reading to report. No candidate: the no-number
         Reading. Without a locator the roi (else the whole frame) is the one candidate. An roi is cut to
-        the frame; one wholly outside it is a ValueError. A located choice scoring below ``min_score``
-        reads no number (its box and confidence kept).
+        the frame; one wholly outside it is a ValueError. A located choice whose gate score
+        (``device.choose.NumberGate``) is below ``min_score`` reads no number (its box and confidence kept).
         """
         if roi is not None:
             roi = clip_box(roi, frame.shape)
@@ -134,7 +134,7 @@ class FrameReader:
         jobs = [(c.box, self._views(c.box, frame.shape)[: None if i == 0 else 1]) for i, c in enumerate(candidates)]
         readings, _, ms = self._read(frame, jobs)
         pick = choose(peaks, readings)
-        return Found(readings[pick], readings, peaks, ms, DEFAULT_RULE.score(peaks[pick], readings[pick]))
+        return Found(readings[pick], readings, peaks, ms, DEFAULT_GATE.score(peaks[pick], readings[pick]))
 
     def search(self, frame: np.ndarray, roi: Box | None = None) -> Box | None:
         """The daemon's locator search: the box ``read_candidates`` would choose (None: no number).

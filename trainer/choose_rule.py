@@ -1,6 +1,7 @@
 """Measure how ``digitcam read`` should choose among the locator's candidates, on held-out scenes.
 
     python -m trainer.choose_rule --split val -n 300         # choose: prints every rule's right-number rate
+    python -m trainer.choose_rule --split val -n 600 --rule 1,4,0.5 --floor 0.5 --k 4 --fit-gate  # fit the no-number gate
     python -m trainer.choose_rule --split test -n 600 --rule 1,4,0.5 --floor 0.5 --k 4 --roi   # measure one, once
 
 Each scene is located once with a low candidate floor and many candidates, every candidate is read
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from device.boxes import box_iou
-from device.choose import DEFAULT_RULE, Rule, choose
+from device.choose import DEFAULT_GATE, DEFAULT_RULE, NumberGate, Rule, choose
 from device.config import SensorConfig
 from device.locate import Locator
 from device.reader import FrameReader
@@ -67,19 +68,59 @@ def collect(locator_path: Path, recognizer, scenes) -> list[dict]:
     return out
 
 
-def outcome(record: dict, rule: Rule, floor: float, k: int, min_score: float = 0.0) -> tuple[str | None, tuple | None, float]:
-    """The (value, box, confidence) ``read_candidates`` would report with this rule, floor and k; a chosen
-    candidate whose rule score is below ``min_score`` reports no number."""
+def chosen_candidate(record: dict, rule: Rule, floor: float, k: int) -> tuple | None:
+    """The recorded candidate ``read_candidates`` would choose with this rule, floor and k (None: none)."""
     from device.contract import Reading
 
     cands = [c for c in record["candidates"] if c[1] >= floor][:k]
     if not cands:
+        return None
+    return cands[choose([c[1] for c in cands], [Reading(value=v, confidence=conf) for _, _, v, conf in cands], rule)]
+
+
+def outcome(record: dict, rule: Rule, floor: float, k: int, min_score: float = 0.0,
+            gate: NumberGate = DEFAULT_GATE) -> tuple[str | None, tuple | None, float]:
+    """The (value, box, confidence) ``read_candidates`` would report with this rule, floor and k; a chosen
+    candidate whose ``gate`` score is below ``min_score`` reports no number."""
+    from device.contract import Reading
+
+    picked = chosen_candidate(record, rule, floor, k)
+    if picked is None:
         return None, None, 0.0
-    readings = [Reading(value=v, confidence=conf, box=b) for b, _, v, conf in cands]
-    pick = choose([c[1] for c in cands], readings, rule)
-    if rule.score(cands[pick][1], readings[pick]) < min_score:
+    box, peak, value, confidence = picked
+    if gate.score(peak, Reading(value=value, confidence=confidence)) < min_score:
         return None, None, 0.0
-    return readings[pick].value, readings[pick].box, float(readings[pick].confidence)
+    return value, box, float(confidence)
+
+
+def fit_gate(sets: dict[str, list[dict]], rule: Rule, floor: float, k: int) -> NumberGate:
+    """The ``NumberGate`` that best tells a chosen candidate read right (scenes with a number) from the
+    chosen candidate of a scene without one: logistic regression (Newton's method) on the recorded
+    candidates. Wrong readings of a real number are left out: whether to report them is the job of
+    ``min_confidence``, not of this gate."""
+    def logit(p):
+        p = min(max(float(p), 1e-4), 1 - 1e-4)
+        return np.log(p / (1 - p))
+
+    rows, target = [], []
+    for records in sets.values():
+        for r in records:
+            picked = chosen_candidate(r, rule, floor, k)
+            if picked is None or not picked[2] or (r["box"] is not None and picked[2] != r["label"]):
+                continue
+            rows.append([logit(picked[1]), logit(picked[3]), min(len(picked[2]), 8) / 8.0, 1.0])
+            target.append(float(r["box"] is not None))
+    x, y = np.array(rows), np.array(target)
+    if len(set(target)) < 2:
+        raise ValueError("fitting the gate wants scenes read right and scenes without a number")
+    w = np.zeros(4)
+    for _ in range(100):  # from zero, where the log loss is smooth; damped so a near-separable set cannot overshoot
+        p = 1 / (1 + np.exp(-np.clip(x @ w, -30, 30)))
+        step = np.linalg.solve((x * (p * (1 - p))[:, None]).T @ x + 1e-3 * np.eye(4), x.T @ (p - y) + 1e-3 * w)
+        w -= step / max(1.0, float(np.abs(step).max()))
+        if np.abs(step).max() < 1e-9:
+            break
+    return NumberGate(*(round(float(v), 3) for v in w))
 
 
 def rates(records: list[dict], pick) -> dict:
@@ -116,16 +157,17 @@ def compare(sets: dict[str, list[dict]], rules=RULES, floors=FLOORS, ks=KS) -> d
     return report
 
 
-MIN_SCORES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+MIN_SCORES = tuple(round(0.05 * i, 2) for i in range(17))  # 0 .. 0.8
 
 
-def score_gates(sets: dict[str, list[dict]], rule: Rule, floor: float, k: int, gates=MIN_SCORES) -> list[dict]:
-    """One rule, floor and k with each ``min_score`` (a chosen candidate scoring less reads no number):
-    what each costs in right numbers against what it gains in nulls on scenes without one."""
+def score_gates(sets: dict[str, list[dict]], rule: Rule, floor: float, k: int, gates=MIN_SCORES,
+                gate: NumberGate = DEFAULT_GATE) -> list[dict]:
+    """One rule, floor and k with each ``min_score`` (a chosen candidate whose ``gate`` score is less
+    reads no number): what each costs in right numbers against what it gains in nulls on scenes without one."""
     rows = []
-    for gate in gates:
-        row = {"min_score": gate} | {name: rates(recs, lambda r: outcome(r, rule, floor, k, gate))
-                                     for name, recs in sets.items()}
+    for threshold in gates:
+        row = {"min_score": threshold} | {name: rates(recs, lambda r: outcome(r, rule, floor, k, threshold, gate))
+                                          for name, recs in sets.items()}
         row["mean_right"] = round(float(np.mean([row[name]["right"] for name in sets if name != "empty"])), 4)
         rows.append(row)
     return rows
@@ -170,6 +212,8 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, default=None)
     parser.add_argument("--top", type=int, default=15, help="grid rows to print")
     parser.add_argument("--roi", action="store_true", help="also compare rough-ROI reads with tight-box reads")
+    parser.add_argument("--fit-gate", action="store_true",
+                        help="fit the no-number gate on these scenes (with --rule, --floor, --k; choose on val only)")
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated scene sets, of {', '.join(SETS)}")
     parser.add_argument("-o", "--output", type=Path, default=None, help="write the whole report as JSON")
     args = parser.parse_args(argv)
@@ -195,7 +239,10 @@ def main(argv=None) -> int:
         f"{name} right {r['right']:.1%} iou>=0.7 {r['iou_ge_0.7']:.1%} null {r['empty_null']} (gated {r['empty_null_gated']})"
         for name, r in report["single_box"].items()))
     if args.rule and args.floor is not None and args.k:
-        report["min_score"] = score_gates(sets, args.rule, args.floor, args.k)
+        gate = fit_gate(sets, args.rule, args.floor, args.k) if args.fit_gate else DEFAULT_GATE
+        report["gate"] = [gate.peak_weight, gate.confidence_weight, gate.length_weight, gate.bias]
+        print(f"gate ({'fitted on these scenes' if args.fit_gate else 'device default'}): {gate}")
+        report["min_score"] = score_gates(sets, args.rule, args.floor, args.k, gate=gate)
     if args.output:
         args.output.write_text(json.dumps(report, indent=2) + "\n")
     if "min_score" in report:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from device.boxes import box_iou
-from device.choose import DEFAULT_RULE, Rule, choose
+from device.choose import DEFAULT_GATE, DEFAULT_RULE, Rule, choose
 from device.cli import roi_arg
 from device.contract import Reading
 from device.images import decode_image, decode_reduced, jpeg_size
@@ -188,7 +188,7 @@ def test_a_located_choice_scoring_below_min_score_reads_no_number_but_keeps_its_
     frame, found = next((f, found) for f, label, b in iter_scenes("test", 78) if b is not None
                         for found in [reader.read_candidates(f)] if found.reading.value == label)
     chosen = found.candidates.index(found.reading)
-    assert found.score == pytest.approx(DEFAULT_RULE.score(found.peaks[chosen], found.reading)) and found.score > 0
+    assert found.score == pytest.approx(DEFAULT_GATE.score(found.peaks[chosen], found.reading)) and found.score > 0
     gated = FrameReader(recognizer, locator, min_score=found.score + 1e-6).read_candidates(frame).reading
     assert gated.value is None and gated.digits == [] and gated.box == found.reading.box
     assert gated.confidence == found.reading.confidence
