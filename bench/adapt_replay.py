@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     parser.add_argument("--later", type=int, default=1000, help="frames in the later slice")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--parity-points", type=float, default=None, help="passed to adapt (default 0.5)")
+    parser.add_argument("--parity-points", type=float, default=None, help="passed to adapt (default: adapt's own, 1 point)")
     parser.add_argument("--split", default="test", choices=("test", "val"), help="whose held-out meters")
     parser.add_argument("--groups", default="", help="comma-separated group names (default: every test group)")
     parser.add_argument("--quick", action="store_true", help="a tenth of the day and 30 steps: a smoke test")
