@@ -20,28 +20,33 @@ from device.contract import MAX_DIGITS, NUM_CLASSES, InputSpec
 from trainer.train_config import ARCHITECTURES
 
 
-def _conv(x, filters: int, name: str, kernel=(3, 3), padding: str = "same"):
+def _conv(x, filters: int, name: str, kernel=(3, 3), padding: str = "same", strides: int = 1):
     """Conv -> batch norm -> ReLU; batch norm folds into the conv at export.
 
     Momentum 0.9, not Keras' 0.99: with 0.99 the inference statistics lag for the first few hundred steps,
     so short runs validate (and export) a model that is much worse than the one being trained.
     """
-    x = layers.Conv2D(filters, kernel, padding=padding, use_bias=False, name=f"{name}_conv")(x)
+    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=f"{name}_conv")(x)
     x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def build_trunk(spec: InputSpec, width: float = 1.0):
+def build_trunk(spec: InputSpec, width: float = 1.0, stem: str = "pool"):
     """Input -> (input tensor, column features ``[B, 1, W/4, C]``) shared by both heads.
 
     Height is pooled 32 -> 4 and width only 128 -> 32, so there are 32 columns: enough CTC steps for
     8 digits with a blank between repeated ones, and enough positions for the per-digit head.
+    ``stem = "strided"`` runs the first conv at stride 2 instead of at full resolution before a pool: at
+    40x160 the full-resolution conv and pool are most of the int8 model's time (docs/MODEL.md).
     """
     c = [max(8, int(round(n * width))) for n in (16, 32, 48, 64, 128)]
     inputs = keras.Input(shape=(spec.height, spec.width, spec.channels), name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
-    x = _conv(x, c[0], "block1")
-    x = layers.MaxPooling2D((2, 2), name="block1_pool")(x)
+    if stem == "strided":
+        x = _conv(x, c[0], "block1", strides=2)
+    else:
+        x = _conv(x, c[0], "block1")
+        x = layers.MaxPooling2D((2, 2), name="block1_pool")(x)
     x = _conv(x, c[1], "block2")
     x = layers.MaxPooling2D((2, 2), name="block2_pool")(x)
     x = _conv(x, c[2], "block3a")
@@ -55,9 +60,10 @@ def build_trunk(spec: InputSpec, width: float = 1.0):
     return inputs, x
 
 
-def build_length_digits(spec: InputSpec = InputSpec(), width: float = 1.0, dropout: float = 0.3) -> keras.Model:
+def build_length_digits(spec: InputSpec = InputSpec(), width: float = 1.0, dropout: float = 0.3,
+                        stem: str = "pool") -> keras.Model:
     """Shared trunk + a length head (0..MAX_DIGITS) + one 11-way softmax per digit position."""
-    inputs, x = build_trunk(spec, width)
+    inputs, x = build_trunk(spec, width, stem)
     x = _conv(x, max(8, int(round(32 * width))), "squeeze", kernel=(1, 1))
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(max(32, int(round(256 * width))), name="fc")(x)
@@ -71,9 +77,10 @@ def build_length_digits(spec: InputSpec = InputSpec(), width: float = 1.0, dropo
     return keras.Model(inputs, {"length": length, "digits": digits}, name="length_digits")
 
 
-def build_ctc(spec: InputSpec = InputSpec(), width: float = 1.0, dropout: float = 0.3) -> keras.Model:
+def build_ctc(spec: InputSpec = InputSpec(), width: float = 1.0, dropout: float = 0.3,
+               stem: str = "pool") -> keras.Model:
     """Shared trunk + per-column 11-way softmax (class 10 = CTC blank); no recurrence, int8-friendly."""
-    inputs, x = build_trunk(spec, width)
+    inputs, x = build_trunk(spec, width, stem)
     x = layers.Dropout(dropout, name="columns_dropout")(x)
     # A 1x5 conv lets each column see its neighbours, which a BiLSTM would otherwise provide.
     x = _conv(x, max(8, int(round(128 * width))), "context", kernel=(1, 5))

@@ -36,10 +36,14 @@ class DataConfig:
     cache_workers: int = 2
 
 
+STEMS = ("pool", "strided")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     architecture: str = "ctc"  # "ctc" or "length_digits" (trainer/models.py)
     width: float = 1.0  # channel multiplier
+    stem: str = "pool"  # "pool": first conv at full resolution, then 2x2 max-pool; "strided": that conv at stride 2
     dropout: float = 0.3
     height: int = InputSpec().height
     input_width: int = InputSpec().width
@@ -127,6 +131,8 @@ def config_from_dict(data: dict, default_name: str = "run") -> TrainConfig:
 def _validate(config: TrainConfig) -> None:
     if config.model.architecture not in ARCHITECTURES:
         raise ConfigError(f"model.architecture: {config.model.architecture!r} is not one of {', '.join(ARCHITECTURES)}")
+    if config.model.stem not in STEMS:
+        raise ConfigError(f"model.stem: {config.model.stem!r} is not one of {', '.join(STEMS)}")
     if not config.data.mix or any(not isinstance(w, (int, float)) or w < 0 for w in config.data.mix.values()):
         raise ConfigError(f"data.mix: want source = non-negative weight, got {config.data.mix!r}")
     for key in ("batch_size", "steps_per_epoch", "epochs"):

@@ -63,3 +63,14 @@ def test_input_size_follows_the_spec():
 def test_unknown_architecture_is_named():
     with pytest.raises(ValueError, match="lstm"):
         build_model("lstm")
+
+
+def test_a_strided_stem_keeps_the_columns_and_drops_the_full_resolution_layer():
+    """The first conv at stride 2 replaces conv + pool: same output columns, same weights, no layer at 40x160."""
+    spec = InputSpec(height=40, width=160)
+    pooled, strided = build_model("ctc", spec, width=0.75), build_model("ctc", spec, width=0.75, stem="strided")
+    assert strided.output["ctc"].shape[1:] == pooled.output["ctc"].shape[1:] == (40, NUM_CLASSES + 1)
+    assert strided.count_params() == pooled.count_params()
+    assert "block1_pool" not in {layer.name for layer in strided.layers}
+    assert strided.get_layer("block1_conv").output.shape[1:3] == (20, 80)
+    assert count_macs(strided) < count_macs(pooled)

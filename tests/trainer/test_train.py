@@ -36,6 +36,8 @@ def test_unknown_keys_and_bad_types_are_named(tmp_path):
         config_from_dict({"name": "x", "schedule": {"batch_size": "64"}})
     with pytest.raises(ConfigError, match="model.architecture"):
         config_from_dict({"name": "x", "model": {"architecture": "rnn"}})
+    with pytest.raises(ConfigError, match="model.stem: 'conv' is not one of pool, strided"):
+        config_from_dict({"name": "x", "model": {"stem": "conv"}})
     bad = tmp_path / "bad.toml"
     bad.write_text("[data\nmix = 1")
     with pytest.raises(ConfigError, match="not valid TOML"):
