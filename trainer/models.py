@@ -31,15 +31,17 @@ def _conv(x, filters: int, name: str, kernel=(3, 3), padding: str = "same", stri
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def build_trunk(spec: InputSpec, width: float = 1.0, stem: str = "pool"):
+def build_trunk(spec: InputSpec, width: float = 1.0, stem: str = "pool", stem_channels: int = 0):
     """Input -> (input tensor, column features ``[B, 1, W/4, C]``) shared by both heads.
 
     Height is pooled 32 -> 4 and width only 128 -> 32, so there are 32 columns: enough CTC steps for
     8 digits with a blank between repeated ones, and enough positions for the per-digit head.
     ``stem = "strided"`` runs the first conv at stride 2 instead of at full resolution before a pool: at
     40x160 the full-resolution conv and pool are most of the int8 model's time (docs/MODEL.md).
+    ``stem_channels`` (0: from ``width``) sets the first conv's filters, so a strided stem can keep more.
     """
     c = [max(8, int(round(n * width))) for n in (16, 32, 48, 64, 128)]
+    c[0] = stem_channels or c[0]
     inputs = keras.Input(shape=(spec.height, spec.width, spec.channels), name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     if stem == "strided":
@@ -61,9 +63,9 @@ def build_trunk(spec: InputSpec, width: float = 1.0, stem: str = "pool"):
 
 
 def build_length_digits(spec: InputSpec = InputSpec(), width: float = 1.0, dropout: float = 0.3,
-                        stem: str = "pool") -> keras.Model:
+                        stem: str = "pool", stem_channels: int = 0) -> keras.Model:
     """Shared trunk + a length head (0..MAX_DIGITS) + one 11-way softmax per digit position."""
-    inputs, x = build_trunk(spec, width, stem)
+    inputs, x = build_trunk(spec, width, stem, stem_channels)
     x = _conv(x, max(8, int(round(32 * width))), "squeeze", kernel=(1, 1))
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(max(32, int(round(256 * width))), name="fc")(x)
@@ -78,9 +80,9 @@ def build_length_digits(spec: InputSpec = InputSpec(), width: float = 1.0, dropo
 
 
 def build_ctc(spec: InputSpec = InputSpec(), width: float = 1.0, dropout: float = 0.3,
-               stem: str = "pool") -> keras.Model:
+               stem: str = "pool", stem_channels: int = 0) -> keras.Model:
     """Shared trunk + per-column 11-way softmax (class 10 = CTC blank); no recurrence, int8-friendly."""
-    inputs, x = build_trunk(spec, width, stem)
+    inputs, x = build_trunk(spec, width, stem, stem_channels)
     x = layers.Dropout(dropout, name="columns_dropout")(x)
     # A 1x5 conv lets each column see its neighbours, which a BiLSTM would otherwise provide.
     x = _conv(x, max(8, int(round(128 * width))), "context", kernel=(1, 5))

@@ -221,7 +221,8 @@ def train(config: TrainConfig, run_dir: Path, fresh: bool = False) -> Run:
         for stale in ("log.csv", "best.keras", "last.keras", "state.json"):
             (run_dir / stale).unlink(missing_ok=True)
         model = build_model(config.model.architecture, config.spec, width=config.model.width,
-                            dropout=config.model.dropout, stem=config.model.stem)
+                            dropout=config.model.dropout, stem=config.model.stem,
+                            stem_channels=config.model.stem_channels)
         if config.model.init:
             warm_start(model, Path(config.model.init))
         model = compile_model(model, config)

@@ -44,6 +44,7 @@ class ModelConfig:
     architecture: str = "ctc"  # "ctc" or "length_digits" (trainer/models.py)
     width: float = 1.0  # channel multiplier
     stem: str = "pool"  # "pool": first conv at full resolution, then 2x2 max-pool; "strided": that conv at stride 2
+    stem_channels: int = 0  # the first conv's filters (0: from width)
     dropout: float = 0.3
     height: int = InputSpec().height
     input_width: int = InputSpec().width
@@ -133,6 +134,8 @@ def _validate(config: TrainConfig) -> None:
         raise ConfigError(f"model.architecture: {config.model.architecture!r} is not one of {', '.join(ARCHITECTURES)}")
     if config.model.stem not in STEMS:
         raise ConfigError(f"model.stem: {config.model.stem!r} is not one of {', '.join(STEMS)}")
+    if config.model.stem_channels < 0:
+        raise ConfigError(f"model.stem_channels: want 0 (from width) or a number of filters, got {config.model.stem_channels}")
     if not config.data.mix or any(not isinstance(w, (int, float)) or w < 0 for w in config.data.mix.values()):
         raise ConfigError(f"data.mix: want source = non-negative weight, got {config.data.mix!r}")
     for key in ("batch_size", "steps_per_epoch", "epochs"):

@@ -74,3 +74,5 @@ def test_a_strided_stem_keeps_the_columns_and_drops_the_full_resolution_layer():
     assert "block1_pool" not in {layer.name for layer in strided.layers}
     assert strided.get_layer("block1_conv").output.shape[1:3] == (20, 80)
     assert count_macs(strided) < count_macs(pooled)
+    wide = build_model("ctc", spec, width=0.75, stem="strided", stem_channels=24)
+    assert wide.get_layer("block1_conv").output.shape[-1] == 24 and wide.get_layer("block2_conv").input.shape[-1] == 24
