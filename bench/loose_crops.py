@@ -9,7 +9,9 @@ with loose margins and clutter of every family) and the identical numbers withou
 (``tight=true``). Ways to read: the whole crop as the model's input (``whole``), and through the
 locator with each candidate ``WHOLE_FRAME_COVER`` (a box covering at least that share of the image is
 read as the whole image; ``never`` always reads the located box), with ``digitcam read``'s candidate
-score gate (``--min-score``, ``device.choose.NO_NUMBER_BELOW``). Choose the rule on ``--split val``;
+score gate (``--min-score``, ``device.choose.NO_NUMBER_BELOW``); and as a sensor without ``locate``
+reads after the web page's Fit (``device.roi_fit``: the located box grown by each ``--fit-scales`` scale,
+read as one fixed crop; the whole crop where nothing is found). Choose the rule on ``--split val``;
 report it on ``test``. Prints a markdown table, then one summary line.
 """
 
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from device import locate  # noqa: E402
 from device.choose import NO_NUMBER_BELOW  # noqa: E402
 from device.reader import FrameReader  # noqa: E402
+from device.roi_fit import fit_roi  # noqa: E402
 from device.recognize import Recognizer  # noqa: E402
 from trainer.sources import iter_samples  # noqa: E402
 from trainer.train_config import VAL_SEED  # noqa: E402
@@ -34,12 +37,23 @@ def accuracy(reader: FrameReader, samples) -> float:
     return 100.0 * sum((reader.find_and_read(img)[0].value or "") == lab for img, lab in samples) / len(samples)
 
 
+def fitted_accuracy(reader: FrameReader, samples, scale: float) -> float:
+    """Right readings of a sensor without ``locate`` whose ROI was fitted (whole crop where no fit is found)."""
+    right = 0
+    for img, lab in samples:
+        fit = fit_roi(reader, img, scale=scale)
+        reading = fit.reading if fit is not None else reader.recognizer.read([img])[0][0]
+        right += (reading.value or "") == lab
+    return 100.0 * right / len(samples)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="models/digitcam.tflite", help="comma-separated .tflite files")
     parser.add_argument("--split", default="val", choices=["val", "test"])
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--covers", default="0.4,0.6,0.8,never")
+    parser.add_argument("--fit-scales", default="", help="comma-separated scales of the fitted ROI (e.g. 1.0,1.2)")
     parser.add_argument("--quick", action="store_true", help="40 samples, one cover")
     parser.add_argument("--locator", type=Path, default=None, help="locator .tflite (default: the bundled one)")
     parser.add_argument("--min-score", type=float, default=NO_NUMBER_BELOW,
@@ -58,10 +72,16 @@ def main(argv=None) -> int:
         recognizer = Recognizer(path)
         ways = [("whole", FrameReader(recognizer), None)]
         ways += [(f"located, cover {c}", FrameReader(recognizer, locator, args.min_score), c) for c in covers]
-        for label, reader, cover in ways:
-            locate.WHOLE_FRAME_COVER = default_cover if cover is None else (
-                float("inf") if cover == "never" else float(cover))
-            framed, tight = accuracy(reader, sets["framed"]), accuracy(reader, sets["tight"])
+        ways += [(f"fitted ROI, scale {s}", FrameReader(recognizer, locator, args.min_score), float(s))
+                 for s in filter(None, args.fit_scales.split(","))]
+        for label, reader, option in ways:
+            fitted = label.startswith("fitted")
+            locate.WHOLE_FRAME_COVER = default_cover if option is None or fitted else (
+                float("inf") if option == "never" else float(option))
+            if fitted:
+                framed, tight = (fitted_accuracy(reader, sets[k], option) for k in ("framed", "tight"))
+            else:
+                framed, tight = accuracy(reader, sets["framed"]), accuracy(reader, sets["tight"])
             print(f"| {Path(path).name} | {label} | {framed:.1f} % | {tight:.1f} % | {tight - framed:+.1f} |", flush=True)
             if framed + tight > sum(best.get(path, ("", -1, -1))[1:]):
                 best[path] = (label, framed, tight)

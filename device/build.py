@@ -43,14 +43,15 @@ def build_recognizer(cfg: Config):
 
 
 def build_locator(cfg: Config):
-    """The locator model when a sensor asks for ``locate = true``; whole frame (with a warning) if none exists."""
-    if not any(s.locate for s in cfg.sensors):
+    """The locator model when a sensor asks for ``locate = true`` (whole frame, with a warning, if none
+    exists) or the web page is on (it fits a loosely drawn ROI to the number, ``device/roi_fit.py``)."""
+    if not any(s.locate for s in cfg.sensors) and not cfg.web.enabled:
         return None
     from device.locate import default_locator
 
     locator = default_locator(Path(cfg.device.locator) if cfg.device.locator else None,
                               threads=cfg.device.threads, runtime=cfg.device.runtime)
-    if locator is None:
+    if locator is None and any(s.locate for s in cfg.sensors):
         log.warning("no locator model installed: sensors with locate = true read the whole frame")
     return locator
 

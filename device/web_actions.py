@@ -48,27 +48,40 @@ class ServiceActions:
                 "spool_in_memory": queue.get("spool_in_memory")}
 
     def preview(self, name, roi) -> dict:
-        """The crop ``roi`` of the last frame as the model sees it (PNG) and what the model reads in it."""
+        """What the sensor would read with ``roi`` on the last frame: the crop as the model sees it (PNG) and
+        the reading; a sensor with ``locate`` reads the box the locator chooses inside ``roi``. For one
+        without, ``fit`` suggests a tight ROI when the drawn one is loose (``device.roi_fit``)."""
         import cv2
 
-        from device.contract import prepare_crop
         from device.boxes import crop
+        from device.contract import prepare_crop
+        from device.roi_fit import fit_roi
 
         roi = check_roi(roi, self.state.frame_size())
-        self._sensor(name)
+        located = bool(self._sensor(name).config.locate)
 
         def run():
             frame = self.service.last_frame
             if frame is None:
                 raise WebError(409, "no frame has been read yet")
-            piece = crop(frame, tuple(roi))
-            (reading,), ms = self.service.recognizer.read([piece])
-            return reading, prepare_crop(piece, self.service.recognizer.spec)
+            reader = self.service.reader
+            fit = None
+            if located and reader.locator is not None:
+                reading = reader.read_candidates(frame, tuple(roi)).reading
+            else:
+                (reading,), _ = self.service.recognizer.read([crop(frame, tuple(roi))])
+                fit = fit_roi(reader, frame, tuple(roi))
+            piece = crop(frame, reading.box) if reading.box is not None else crop(frame, tuple(roi))
+            return reading, prepare_crop(piece, self.service.recognizer.spec), fit
 
-        reading, model_input = self.state.call(run)
+        reading, model_input, fit = self.state.call(run)
         png = cv2.imencode(".png", model_input[:, :, 0])[1].tobytes()
-        return {"sensor": name, "roi": roi, **reading.as_dict(),
-                "crop": "data:image/png;base64," + base64.b64encode(png).decode("ascii")}
+        answer = {"sensor": name, "roi": roi, **reading.as_dict(),
+                  "crop": "data:image/png;base64," + base64.b64encode(png).decode("ascii"), "fit": None}
+        if fit is not None and fit.loose:
+            answer["fit"] = {"roi": list(fit.roi), "value": fit.reading.value,
+                             "confidence": round(float(fit.reading.confidence), 4)}
+        return answer
 
     def save_roi(self, name, roi) -> dict:
         self._sensor(name)

@@ -53,7 +53,10 @@ function card(s) {
   c.cropText = el("div", "raw");
   c.save = el("button", "save primary", "Save ROI");
   c.save.onclick = () => saveRoi(s.name);
-  c.preview.append(c.crop, c.cropText, c.save);
+  c.fitText = el("div", "fittext");
+  c.fit = el("button", "fit", "Fit ROI to the number");
+  c.fit.onclick = () => previewRoi(s.name, c.fitRoi);
+  c.preview.append(c.crop, c.cropText, c.save, c.fitText, c.fit);
   c.root.append(c.preview);
   c.snippet = el("pre", "snippet");
   c.snippet.hidden = true;
@@ -186,16 +189,36 @@ canvas.addEventListener("pointerup", async (ev) => {
   drawing = null;
   if (roi[2] < 2 || roi[3] < 2) { drag = null; paint(); say(name, "too small: drag a larger rectangle", true); return; }
   paint();
+  await previewRoi(name, roi);
+});
+
+function canvasRect(roi) {
+  const sx = canvas.width / frame.width, sy = canvas.height / frame.height;
+  return {x0: roi[0] * sx, y0: roi[1] * sy, x1: (roi[0] + roi[2]) * sx, y1: (roi[1] + roi[3]) * sy};
+}
+
+function readsText(roi, value, confidence) {
+  return "[" + roi.join(", ") + "] reads " + (value === null ? "–" : value) + " (" + confidence.toFixed(2) + ")";
+}
+
+// what the sensor would read with this ROI; a loose one without locate gets a fitted ROI to try instead
+async function previewRoi(name, roi) {
+  const c = cards[name];
   try {
     const p = await post("/api/preview", {sensor: name, roi: roi});
     pending[name] = roi;
-    const c = cards[name];
+    drag = canvasRect(roi);
+    paint();
     c.crop.src = p.crop;
-    c.cropText.textContent = "[" + roi.join(", ") + "] reads " + (p.value === null ? "–" : p.value) + " (" + p.confidence.toFixed(2) + ")";
+    c.cropText.textContent = readsText(roi, p.value, p.confidence);
+    c.fitRoi = p.fit ? p.fit.roi : null;
+    c.fitText.textContent = p.fit ? "the number fills little of this ROI, which costs accuracy; fitted " +
+      readsText(p.fit.roi, p.fit.value, p.fit.confidence) : "";
+    c.fitText.hidden = c.fit.hidden = !p.fit;
     c.preview.hidden = false;
     say(name, "not saved yet");
   } catch (e) { say(name, e.message, true); }
-});
+}
 
 async function saveRoi(name) {
   const c = cards[name];

@@ -51,6 +51,10 @@ def test_set_value_and_preview_run_on_the_frame_thread(tmp_path, in_process):
     status, _, body = request(port, "POST", "/api/preview", {"sensor": "counter", "roi": SAMPLE_ROI}, head)
     preview = json.loads(body)
     assert status == 200 and len(preview["value"]) == 6 and preview["crop"].startswith("data:image/png;base64,")
+    assert preview["fit"] is None  # the configured window is tight already
+    status, _, body = request(port, "POST", "/api/preview", {"sensor": "counter", "roi": [0, 0, 320, 180]}, head)
+    fit = json.loads(body)["fit"]  # the whole frame is loose: the page suggests the counter window
+    assert status == 200 and fit["value"].startswith("0047") and fit["roi"][2] * fit["roi"][3] < 0.5 * 320 * 180
     status, _, body = request(port, "POST", "/api/set_value", {"sensor": "counter", "value": "12"}, head)
     assert status == 200, body
     assert daemon.service.sensors[0].smoother.value == "12"
@@ -150,11 +154,12 @@ def test_browser_sees_the_live_view_draws_an_roi_saves_it_and_sets_the_value(tmp
     assert np.abs(amber - np.array(ROI_COLOUR)).max() < 70, amber
     assert green[1] > 150 and green[0] < 130 and green[2] < 130, green  # device.overlay's green box
 
-    # drag a new ROI on the image: preview, save, and the next readings use it
+    # drag a loose ROI on the image: the preview reads it and offers the fitted one; take it, save it, and
+    # the next readings use it
     card.find_element(By.CLASS_NAME, "draw").click()
     canvas = browser.find_element(By.ID, "draw")
     rect = browser.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height]", canvas)
-    target = [50, 50, 220, 80]
+    target = [20, 20, 280, 140]
     sx, sy = rect[0] / 320, rect[1] / 180
     start = (target[0] * sx - rect[0] / 2, target[1] * sy - rect[1] / 2)  # offsets from the canvas centre
     ActionChains(browser).move_to_element_with_offset(canvas, int(start[0]), int(start[1])).click_and_hold() \
@@ -165,9 +170,19 @@ def test_browser_sees_the_live_view_draws_an_roi_saves_it_and_sets_the_value(tmp
     text = card.find_element(By.CSS_SELECTOR, ".preview .raw").text
     drawn = json.loads(text[: text.index("]") + 1])
     assert all(abs(a - b) <= 3 for a, b in zip(drawn, target)), (drawn, target)
-    assert " reads 00" in text  # the model reads the meter in the drawn crop
+    fit_button = card.find_element(By.CLASS_NAME, "fit")
+    assert fit_button.is_displayed()
+    offer = card.find_element(By.CLASS_NAME, "fittext").text
+    fitted = json.loads(offer[offer.index("["): offer.index("]") + 1])
+    assert " reads 0047" in offer and fitted[2] * fitted[3] < 0.5 * drawn[2] * drawn[3], offer
+    fit_button.click()
+    wait_until(lambda: card.find_element(By.CSS_SELECTOR, ".preview .raw").text.startswith(json.dumps(fitted)),
+               timeout=20)
+    assert " reads 0047" in card.find_element(By.CSS_SELECTOR, ".preview .raw").text  # the model reads the meter
+    wait_until(lambda: not fit_button.is_displayed(), timeout=10)  # the fitted ROI is tight: nothing more to offer
     assert browser.execute_script("return arguments[0].naturalHeight",
                                   card.find_element(By.CSS_SELECTOR, ".preview img")) > 0
+    drawn = fitted
     card.find_element(By.CLASS_NAME, "save").click()
     wait_until(lambda: "saved to" in card.find_element(By.CLASS_NAME, "msg").text, timeout=20)
     assert load_config(path).sensors[0].roi == tuple(drawn)
