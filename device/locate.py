@@ -58,6 +58,7 @@ class Candidate:
 
     box: Box
     score: float
+    inner: Box | None = None  # a whole-image candidate's located crop box: its views vote with the whole image
 
 
 class Locator(TFLiteModel):
@@ -154,18 +155,23 @@ class Locator(TFLiteModel):
         """Up to ``MAX_CANDIDATES`` separate crop boxes, best peak first (empty: no number); one pass.
 
         Each box is cut as ``find``'s is (``_crop_box``: the whole image, kept once, for a box covering
-        ``WHOLE_FRAME_COVER`` of it). The first is ``find``'s box whenever its blob is one thing.
+        ``WHOLE_FRAME_COVER`` of it, with the located box as its ``inner``). The first is ``find``'s box
+        whenever its blob is one thing.
         """
         if roi is not None:
             x, y, _, _ = roi
-            return [Candidate((b[0] + x, b[1] + y, b[2], b[3]), c.score)
-                    for c in self.candidates(crop(frame, roi)) for b in [c.box]]
+            def shifted(b):
+                return None if b is None else (b[0] + x, b[1] + y, b[2], b[3])
+
+            return [Candidate(shifted(c.box), c.score, shifted(c.inner)) for c in self.candidates(crop(frame, roi))]
         heat, ltrb, fit = self.maps(frame)
         out: list[Candidate] = []
         for corners, score in decode_candidates(heat, ltrb, self.threshold, self.max_candidates, self.candidate_floor):
-            box = self._crop_box(fit.to_frame(corners), frame)
+            tight = fit.to_frame(corners)
+            box = self._crop_box(tight, frame)
             if box is not None and all(box != other.box for other in out):
-                out.append(Candidate(box, score))
+                inner = expand(tight, frame.shape, self.margin)
+                out.append(Candidate(box, score, inner if inner != box else None))
         return out
 
     def view_boxes(self, box: Box, frame_shape) -> list[Box]:

@@ -23,12 +23,13 @@ from device.tflite_model import TFLiteModel, uint8_image_shape
 log = logging.getLogger(__name__)
 
 
-def vote(readings: list[Reading]) -> int:
+def vote(readings: list[Reading], weights=None) -> int:
     """Readings of one number through several crops -> the index of the one to report: the most confident
-    reading of the value whose readings sum to the most confidence (so ``min_confidence`` keeps its meaning)."""
+    reading of the value whose readings sum to the most (weighted) confidence (so ``min_confidence`` keeps
+    its meaning). ``weights``: one per reading (default 1 each)."""
     totals: dict = {}
-    for reading in readings:
-        totals[reading.value] = totals.get(reading.value, 0.0) + float(reading.confidence)
+    for reading, weight in zip(readings, weights or [1.0] * len(readings)):
+        totals[reading.value] = totals.get(reading.value, 0.0) + weight * float(reading.confidence)
     winner = max(totals, key=totals.get)
     return max((i for i, r in enumerate(readings) if r.value == winner), key=lambda i: readings[i].confidence)
 
@@ -88,14 +89,15 @@ class Recognizer(TFLiteModel):
         readings = self.infer(batch)
         return readings, (time.perf_counter() - start) * 1000.0
 
-    def read_views(self, groups: list[list[np.ndarray]]) -> tuple[list[Reading], list[int], float]:
+    def read_views(self, groups: list[list[np.ndarray]], weights=None) -> tuple[list[Reading], list[int], float]:
         """Groups of crops, each a few views of one number, in one invoke -> (one voted Reading per group,
-        the index of the view in its group that the Reading came from, ms)."""
+        the index of the view in its group that the Reading came from, ms). ``weights``: per group, the
+        views' vote weights (``vote``; default 1 each)."""
         flat = [view for group in groups for view in group]
         readings, ms = self.read(flat)
         out, picks, at = [], [], 0
-        for group in groups:
-            pick = vote(readings[at : at + len(group)])
+        for i, group in enumerate(groups):
+            pick = vote(readings[at : at + len(group)], None if weights is None else weights[i])
             out.append(readings[at + pick])
             picks.append(pick)
             at += len(group)

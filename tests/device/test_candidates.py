@@ -145,8 +145,8 @@ def test_all_candidates_go_through_the_recognizer_in_one_call_and_the_choice_is_
             calls.append(len(crops))
             return real(crops)
 
-        def read_views(self, groups):
-            return Recognizer.read_views(self, groups)
+        def read_views(self, groups, weights=None):
+            return Recognizer.read_views(self, groups, weights)
 
     reader = FrameReader(Counting(), locator)
     frame = next(f for f, _, _ in cluttered if len(locator.candidates(f)) >= 3)
@@ -156,6 +156,42 @@ def test_all_candidates_go_through_the_recognizer_in_one_call_and_the_choice_is_
     assert found.reading in found.candidates
     assert found.candidates.index(found.reading) == choose(found.peaks, found.candidates)
     assert reader.find_and_read(frame)[0] == found.reading
+
+
+def test_vote_weights_decide_between_readings_that_disagree():
+    from device.recognize import vote
+
+    readings = [Reading("123", 0.6), Reading("128", 0.5), Reading("128", 0.4)]
+    assert readings[vote(readings)].value == "128"  # 0.9 against 0.6
+    assert readings[vote(readings, [2.0, 1.0, 1.0])].value == "123"  # 1.2 against 0.9
+
+
+@needs_model
+def test_a_number_filling_the_image_is_read_whole_and_through_its_located_box(locator, recognizer):
+    frame = cv2.imread(str(REPO / "samples" / "meter" / "frame_0000.jpg"))[58:122, 60:260]  # the sample's ROI
+    (first, *_) = locator.candidates(frame)
+    height, width = frame.shape[:2]
+    assert first.box == (0, 0, width, height) and first.inner is not None and first.inner != first.box
+    x, y, w, h = first.inner
+    assert 0 <= x and 0 <= y and x + w <= width and y + h <= height
+    calls = []
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(recognizer, name)
+
+        def read_views(self, groups, weights=None):
+            calls.append(([len(g) for g in groups], weights))
+            return Recognizer.read_views(self, groups, weights)
+
+    from device.reader import WHOLE_IMAGE_VOTES
+
+    found = FrameReader(Counting(), locator).read_candidates(frame)
+    sizes, weights = calls[0]
+    assert sizes[0] == 1 + len(locator.views) and list(weights[0]) == [WHOLE_IMAGE_VOTES] + [1.0] * len(locator.views)
+    assert found.reading.box == (0, 0, width, height) and found.reading.value == "004711"
+    rough = locator.candidates(cv2.imread(str(REPO / "samples" / "meter" / "frame_0000.jpg")), (60, 58, 200, 64))
+    assert rough[0].box == (60, 58, 200, 64) and rough[0].inner[0] >= 60  # in frame pixels inside an ROI too
 
 
 @needs_model
